@@ -1,0 +1,3 @@
+from workmill.cli import _console_main
+
+_console_main()
