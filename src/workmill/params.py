@@ -1,0 +1,84 @@
+"""Module params: the work order's params are the action's inputs (SPEC §3, §6).
+
+Resolution merges the action's input defaults under the given params, then
+checks required inputs and ``schemas/params.schema.json``. Every problem is a
+message the orchestrator records as ``PARAMS_INVALID``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+
+from workmill.errors import SpecError
+from workmill.specs import ActionSpec
+
+PARAMS_SCHEMA = "schemas/params.schema.json"
+
+
+class ParamsInvalid(SpecError):
+    """Params do not satisfy the action's inputs or the module's params schema."""
+
+
+def load_params_schema(module_dir: Path) -> dict[str, Any] | None:
+    path = module_dir / PARAMS_SCHEMA
+    if not path.exists():
+        return None
+    name = f"modules/{module_dir.name}/{PARAMS_SCHEMA}"
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError.at(name, f"not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise SpecError.at(name, "a JSON Schema must be an object")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise SpecError.at(name, f"not a valid JSON Schema: {exc.message}") from exc
+    return schema
+
+
+def schema_errors(schema: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """Every way ``params`` fails ``schema``, as 'field: message' strings (sorted)."""
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    out = []
+    for err in validator.iter_errors(params):
+        field = ".".join(str(p) for p in err.absolute_path) or "params"
+        out.append(f"{field}: {err.message}")
+    return sorted(out)
+
+
+def resolve_params(
+    action: ActionSpec, params: dict[str, Any], schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Params after defaults; raises ParamsInvalid listing every problem."""
+    resolved: dict[str, Any] = {}
+    for name, spec in action.inputs.items():
+        if spec.default is not None:
+            resolved[name] = spec.default
+    resolved.update(params)
+    problems = [
+        f"params.{name}: required input has no value"
+        for name, spec in action.inputs.items()
+        if spec.required and resolved.get(name) is None
+    ]
+    if schema is not None:
+        problems += [
+            f"params.{e}" if not e.startswith("params") else e
+            for e in schema_errors(schema, resolved)
+        ]
+    if problems:
+        raise ParamsInvalid([_problem(p) for p in problems])
+    return resolved
+
+
+def _problem(text: str):
+    from workmill.errors import Problem
+
+    field, _, msg = text.partition(": ")
+    return Problem("params", None, field, msg)
