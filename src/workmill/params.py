@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import SchemaError
 
-from workmill.errors import SpecError
+from workmill.errors import Problem, SpecError
 from workmill.specs import ActionSpec
 
 PARAMS_SCHEMA = "schemas/params.schema.json"
@@ -77,8 +77,6 @@ def resolve_params(
     return resolved
 
 
-def _problem(text: str):
-    from workmill.errors import Problem
-
+def _problem(text: str) -> Problem:
     field, _, msg = text.partition(": ")
     return Problem("params", None, field, msg)
