@@ -1,0 +1,1 @@
+"""Published artifacts: file naming, the release manifest, publishing and download (SPEC §10)."""

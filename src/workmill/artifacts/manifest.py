@@ -1,0 +1,54 @@
+"""The release manifest: authoritative for discovery and for ownership (SPEC §10)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workmill.errors import SpecError
+
+
+class ReleaseItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    filename: str
+    module_id: str
+    module_version: str
+    item_id: str
+    source_name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    content_type: str
+
+
+class ReleaseManifest(BaseModel):
+    """``<tenant>-<work_order>-manifest.json``, uploaded last: without it a release is incomplete."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = 1
+    owning_tenant_id: str
+    work_order_id: str
+    release_tag: str
+    created_at: str
+    items: list[ReleaseItem]
+
+    def items_for(self, module_id: str) -> list[ReleaseItem]:
+        return [i for i in self.items if i.module_id == module_id]
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def parse(cls, data: bytes, name: str) -> ReleaseManifest:
+        try:
+            raw: Any = json.loads(data)
+            return cls.model_validate(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError.at(name, f"not valid JSON: {exc}") from exc
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise SpecError.at(name, first["msg"], field=field) from exc

@@ -1,0 +1,105 @@
+"""The DAG scheduler: up to ``max_parallel`` modules at once, across work orders.
+
+Jobs are given in priority order (work orders in plan order, modules in
+listed order), so among ready jobs the one listed first starts first — with
+``max_parallel=1`` the order is exactly the listed order, dependencies first.
+Skips are decided here, before a job would start:
+
+- a dependency FAILED or SKIPPED → SKIPPED ``DEPENDENCY_FAILED``;
+- a STRICT work order already has a FAILED module → every job of it not yet
+  started is SKIPPED ``STRICT_ABORTED`` (running ones finish).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from workmill.orchestrator.statuses import ModuleStatus
+
+DEPENDENCY_FAILED = "DEPENDENCY_FAILED"
+STRICT_ABORTED = "STRICT_ABORTED"
+
+
+@dataclass(frozen=True)
+class Job:
+    key: Hashable
+    group: Hashable  # the work order
+    deps: tuple[Hashable, ...] = ()
+    strict: bool = True
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why a job was not started (a reason *name*, resolved to a code by the caller)."""
+
+    reason: str
+
+
+@dataclass
+class Scheduler:
+    jobs: Sequence[Job]
+    max_parallel: int
+    run: Callable[[Job], ModuleStatus]
+    on_skip: Callable[[Job, Skip], None]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    errors: dict[Hashable, BaseException] = field(default_factory=dict)
+
+    def execute(self) -> dict[Hashable, ModuleStatus]:
+        """Run every job (or skip it); returns each job's final status."""
+        status: dict[Hashable, ModuleStatus] = {}
+        failed_groups: set[Hashable] = set()
+        pending = list(self.jobs)
+        running: dict[Future[ModuleStatus], Job] = {}
+        known = {j.key for j in self.jobs}
+        for job in self.jobs:
+            missing = [d for d in job.deps if d not in known]
+            if missing:
+                raise ValueError(f"job {job.key} depends on unknown {missing}")
+
+        def skip(job: Job, reason: str) -> None:
+            status[job.key] = ModuleStatus.SKIPPED
+            self.on_skip(job, Skip(reason))
+
+        with ThreadPoolExecutor(max_workers=max(1, self.max_parallel)) as pool:
+            while pending or running:
+                progressed = True
+                while progressed:
+                    progressed = False
+                    for job in list(pending):
+                        if any(d in status and not status[d].succeeded for d in job.deps):
+                            pending.remove(job)
+                            skip(job, DEPENDENCY_FAILED)
+                            progressed = True
+                        elif job.strict and job.group in failed_groups:
+                            pending.remove(job)
+                            skip(job, STRICT_ABORTED)
+                            progressed = True
+                for job in list(pending):
+                    if len(running) >= self.max_parallel or self.cancel.is_set():
+                        break
+                    if all(d in status for d in job.deps):
+                        pending.remove(job)
+                        running[pool.submit(self.run, job)] = job
+                if not running:
+                    if pending and self.cancel.is_set():
+                        for job in pending:
+                            skip(job, "INTERRUPTED")
+                        pending.clear()
+                    elif pending:  # pragma: no cover - guarded by the unknown-dep check
+                        raise RuntimeError("scheduler stalled: dependency cycle")
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    try:
+                        result = fut.result()
+                    except Exception as exc:  # the runner must not raise; never hang on it
+                        self.errors[job.key] = exc
+                        result = ModuleStatus.FAILED
+                    status[job.key] = result
+                    if result is ModuleStatus.FAILED and job.strict:
+                        failed_groups.add(job.group)
+        return status

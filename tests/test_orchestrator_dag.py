@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workmill.orchestrator.dag import Job, Scheduler
+from workmill.orchestrator.statuses import ModuleStatus, WorkOrderStatus, work_order_status
+
+OK, FAIL = ModuleStatus.COMPLETED, ModuleStatus.FAILED
+
+
+def _run(jobs, outcomes=None, max_parallel=1, delay=0.0):
+    order, skips = [], {}
+    lock = threading.Lock()
+
+    def run(job):
+        with lock:
+            order.append(job.key)
+        time.sleep(delay)
+        return (outcomes or {}).get(job.key, OK)
+
+    final = Scheduler(jobs, max_parallel, run, lambda j, s: skips.__setitem__(j.key, s.reason))
+    return final.execute(), order, skips
+
+
+def test_scheduler__max_parallel_one_runs_listed_order_dependencies_first():
+    jobs = [
+        Job("b", "w", deps=("c",)),
+        Job("a", "w"),
+        Job("c", "w"),
+    ]
+    status, order, _ = _run(jobs)
+    assert order == ["a", "c", "b"]
+    assert set(status.values()) == {OK}
+
+
+def test_scheduler__strict_failure_aborts_unstarted_and_skips_dependents():
+    jobs = [Job("a", "w"), Job("b", "w", deps=("a",)), Job("c", "w")]
+    status, order, skips = _run(jobs, {"a": FAIL})
+    assert order == ["a"]
+    assert skips == {"b": "DEPENDENCY_FAILED", "c": "STRICT_ABORTED"}
+    assert status["c"] is ModuleStatus.SKIPPED
+
+
+def test_scheduler__partial_allowed_keeps_independent_branch():
+    jobs = [
+        Job("a", "w", strict=False),
+        Job("b", "w", deps=("a",), strict=False),
+        Job("c", "w", strict=False),
+    ]
+    status, order, skips = _run(jobs, {"a": FAIL})
+    assert order == ["a", "c"]
+    assert skips == {"b": "DEPENDENCY_FAILED"}
+    assert status["c"] is OK
+
+
+def test_scheduler__strict_failure_in_one_work_order_does_not_touch_another():
+    jobs = [Job("a", "w1"), Job("b", "w1"), Job("x", "w2")]
+    status, _, skips = _run(jobs, {"a": FAIL})
+    assert skips == {"b": "STRICT_ABORTED"} and status["x"] is OK
+
+
+def test_scheduler__runs_in_parallel_up_to_limit():
+    jobs = [Job(i, "w") for i in range(4)]
+    t0 = time.perf_counter()
+    _run(jobs, max_parallel=4, delay=0.2)
+    assert time.perf_counter() - t0 < 0.6
+
+
+def test_scheduler__runner_exception_is_failed_not_a_hang():
+    def boom(job):
+        raise RuntimeError("x")
+
+    sched = Scheduler([Job("a", "w"), Job("b", "w", deps=("a",))], 2, boom, lambda j, s: None)
+    status = sched.execute()
+    assert status == {"a": FAIL, "b": ModuleStatus.SKIPPED}
+    assert "a" in sched.errors
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_scheduler__every_job_gets_exactly_one_final_status(data):
+    n = data.draw(st.integers(1, 8))
+    jobs = []
+    for i in range(n):
+        deps = tuple(data.draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else ()
+        jobs.append(Job(i, "w", deps=deps, strict=data.draw(st.booleans())))
+    fails = data.draw(st.sets(st.integers(0, n - 1)))
+    status, order, skips = _run(jobs, {k: FAIL for k in fails}, max_parallel=2)
+    assert set(status) == set(range(n))
+    assert set(order).isdisjoint(skips) and set(order) | set(skips) == set(range(n))
+    for job in jobs:  # nothing ran before its dependencies succeeded
+        if job.key in order:
+            assert all(status[d].succeeded for d in job.deps)
+
+
+def test_work_order_status__rules():
+    C, X, F, S = (
+        ModuleStatus.COMPLETED,
+        ModuleStatus.COMPLETED_WITH_EXCEPTION,
+        ModuleStatus.FAILED,
+        ModuleStatus.SKIPPED,
+    )
+    assert work_order_status("STRICT", [C, X]) is WorkOrderStatus.COMPLETED
+    assert work_order_status("STRICT", [C, F]) is WorkOrderStatus.FAILED
+    assert work_order_status("PARTIAL_ALLOWED", [C, S]) is WorkOrderStatus.PARTIALLY_COMPLETED
+    assert work_order_status("PARTIAL_ALLOWED", [F, S]) is WorkOrderStatus.FAILED
