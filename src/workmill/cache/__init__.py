@@ -1,0 +1,66 @@
+"""The output cache (SPEC §10): deterministic keys, a backend seam, retention, prune.
+
+Public API (pinned by tests/test_cache_api.py)::
+
+    from workmill.cache import (CacheRequest, build_request, lookup_and_restore, store,
+                                open_backend, module_deps_dir, retention_days_for, ...)
+"""
+
+from __future__ import annotations
+
+from workmill.cache.backend import (
+    CacheBackend,
+    CacheCorrupt,
+    CacheError,
+    CacheUnavailable,
+    EntryFile,
+    EntryInfo,
+    EntryManifest,
+    RestoredFile,
+)
+from workmill.cache.index import INDEX_COLUMNS, IndexMutation, apply_all
+from workmill.cache.keys import CacheKeyError, cache_key, canonical_params, input_hashes
+from workmill.cache.local import LocalCacheBackend
+from workmill.cache.service import (
+    CacheHit,
+    CacheProblem,
+    CacheRequest,
+    StoreResult,
+    build_request,
+    lookup_and_restore,
+    module_deps_dir,
+    open_backend,
+    outputs_files,
+    retention_days_for,
+    store,
+)
+
+__all__ = [
+    "INDEX_COLUMNS",
+    "CacheBackend",
+    "CacheCorrupt",
+    "CacheError",
+    "CacheHit",
+    "CacheKeyError",
+    "CacheProblem",
+    "CacheRequest",
+    "CacheUnavailable",
+    "EntryFile",
+    "EntryInfo",
+    "EntryManifest",
+    "IndexMutation",
+    "LocalCacheBackend",
+    "RestoredFile",
+    "StoreResult",
+    "apply_all",
+    "build_request",
+    "cache_key",
+    "canonical_params",
+    "input_hashes",
+    "lookup_and_restore",
+    "module_deps_dir",
+    "open_backend",
+    "outputs_files",
+    "retention_days_for",
+    "store",
+]
