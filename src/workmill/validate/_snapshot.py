@@ -1,0 +1,289 @@
+"""One read of the platform repo: every spec that maintenance and validate look at.
+
+Reading never stops at the first bad file: load problems are collected on the
+snapshot and reported with the rule checks. Each input file is read once and
+its sha256 kept, so maintenance can record what it compiled from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from workmill.errors import Problem, SpecError
+from workmill.params import PARAMS_SCHEMA, load_params_schema
+from workmill.repo import GLOBAL_REASONS, MAINTENANCE_DIR, PlatformRepo
+from workmill.specs import (
+    ActionSpec,
+    GlobalReasonsSpec,
+    ModuleSpec,
+    TenantSpec,
+    ValidationSpec,
+    parse_model,
+)
+from workmill.tables import Row, parse_table
+from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml
+
+CATEGORY_REGISTRY = "ids/category_registry.csv"
+MODULE_REGISTRY = "ids/module_registry.csv"
+REASON_REGISTRY = "ids/reason_registry.csv"
+CATEGORY_COLUMNS = ("category_id", "name", "description")
+MODULE_REGISTRY_COLUMNS = ("module_id", "category_id", "name", "status", "digest")
+REASON_REGISTRY_COLUMNS = (
+    "reason_code",
+    "scope",
+    "category_id",
+    "module_id",
+    "reason_key",
+    "name",
+    "status",
+)
+MODULE_SPEC_FILES = ("module.yml", "validation.yml", "action.yml", PARAMS_SCHEMA)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class ModuleInfo:
+    """A folder under modules/ and whatever of it could be loaded."""
+
+    module_id: str
+    spec: ModuleSpec | None = None
+    doc: YamlDoc | None = None
+    validation: ValidationSpec | None = None
+    validation_doc: YamlDoc | None = None
+    action: ActionSpec | None = None
+    action_doc: YamlDoc | None = None
+    schema: dict[str, Any] | None = None
+    schema_ok: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """Every file of the module loaded (its rule checks can run)."""
+        return bool(self.spec and self.validation and self.action and self.schema_ok)
+
+    @property
+    def path(self) -> str:
+        return f"modules/{self.module_id}"
+
+
+@dataclass
+class TenantInfo:
+    tenant_id: str
+    spec: TenantSpec | None = None
+    doc: YamlDoc | None = None
+
+
+@dataclass
+class Snapshot:
+    """Modules, tenants, global reasons and registries as read from disk."""
+
+    repo: PlatformRepo
+    modules: dict[str, ModuleInfo] = field(default_factory=dict)
+    tenants: dict[str, TenantInfo] = field(default_factory=dict)
+    global_reasons: GlobalReasonsSpec | None = None
+    global_reasons_doc: YamlDoc | None = None
+    categories: list[Row] = field(default_factory=list)
+    category_header: list[str] = field(default_factory=list)
+    module_registry: list[Row] = field(default_factory=list)
+    module_registry_header: list[str] = field(default_factory=list)
+    registries_ok: bool = True
+    bad_module_dirs: list[str] = field(default_factory=list)
+    bad_tenant_dirs: list[str] = field(default_factory=list)
+    stray_files: list[str] = field(default_factory=list)
+    input_hashes: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def registered(self) -> dict[str, Row]:
+        return {r["module_id"]: r for r in self.module_registry}
+
+    @property
+    def category_ids(self) -> set[str]:
+        return {r["category_id"] for r in self.categories}
+
+
+def _children(path: Path) -> tuple[list[str], list[str]]:
+    """(folders, files) directly under ``path``, sorted, hidden names skipped."""
+    if not path.is_dir():
+        return [], []
+    dirs, files = [], []
+    for p in path.iterdir():
+        if p.name.startswith("."):
+            continue
+        (dirs if p.is_dir() else files).append(p.name)
+    return sorted(dirs), sorted(files)
+
+
+def discover_inputs(repo: PlatformRepo) -> list[str]:
+    """Repo-relative paths of every file maintenance compiles from (sorted).
+
+    Cheap by design (one listing per folder, no parsing): ``check_fresh`` runs
+    it before every orchestrator run.
+    """
+    root = repo.root
+    out = [GLOBAL_REASONS] if (root / GLOBAL_REASONS).is_file() else []
+    for name in (CATEGORY_REGISTRY, MODULE_REGISTRY):
+        rel = f"{MAINTENANCE_DIR}/{name}"
+        if (root / rel).is_file():
+            out.append(rel)
+    module_dirs, _ = _children(repo.modules_dir)
+    for m in module_dirs:
+        for f in MODULE_SPEC_FILES:
+            rel = f"modules/{m}/{f}"
+            if (root / rel).is_file():
+                out.append(rel)
+    tenant_dirs, _ = _children(repo.tenants_dir)
+    for t in tenant_dirs:
+        rel = f"tenants/{t}/tenant.yml"
+        if (root / rel).is_file():
+            out.append(rel)
+    return sorted(out)
+
+
+def hash_inputs(repo: PlatformRepo, paths: list[str]) -> dict[str, str]:
+    out = {}
+    for rel in paths:
+        try:
+            out[rel] = hashlib.sha256((repo.root / rel).read_bytes()).hexdigest()
+        except OSError:
+            out[rel] = "unreadable"
+    return out
+
+
+class _Reader:
+    """Reads files once, remembering their sha256 and collecting problems."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def raw(self, rel: str) -> bytes | None:
+        path = self.snap.repo.root / rel
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self.snap.problems.append(Problem(rel, None, "", f"cannot read: {exc.strerror or exc}"))
+            return None
+        self.snap.input_hashes[rel] = hashlib.sha256(data).hexdigest()
+        return data
+
+    def yaml(self, rel: str) -> YamlDoc | None:
+        data = self.raw(rel)
+        if data is None:
+            return None
+        if len(data) > MAX_BYTES:
+            self.snap.problems.append(
+                Problem(rel, None, "", f"file is larger than {MAX_BYTES} bytes")
+            )
+            return None
+        try:
+            return parse_yaml(data.decode("utf-8-sig"), rel)
+        except UnicodeDecodeError as exc:
+            self.snap.problems.append(Problem(rel, None, "", f"not UTF-8 (byte {exc.start})"))
+        except SpecError as exc:
+            self.snap.problems.extend(exc.problems)
+        return None
+
+    def spec(self, rel: str, model: type[M]) -> tuple[M | None, YamlDoc | None]:
+        doc = self.yaml(rel)
+        if doc is None:
+            return None, None
+        try:
+            return parse_model(doc, model), doc
+        except SpecError as exc:
+            self.snap.problems.extend(exc.problems)
+            return None, doc
+
+    def table(self, rel: str, columns: tuple[str, ...]) -> tuple[list[str], list[Row]] | None:
+        data = self.raw(rel)
+        if data is None:
+            return None
+        try:
+            return parse_table(data, rel, columns)
+        except SpecError as exc:
+            self.snap.problems.extend(exc.problems)
+            return None
+
+
+def load_snapshot(repo: PlatformRepo) -> Snapshot:
+    """Read every module, tenant, the global reasons and the registries (not work orders)."""
+    snap = Snapshot(repo)
+    rd = _Reader(snap)
+    root = repo.root
+
+    if (root / GLOBAL_REASONS).is_file():
+        snap.global_reasons, snap.global_reasons_doc = rd.spec(GLOBAL_REASONS, GlobalReasonsSpec)
+    else:
+        snap.problems.append(
+            Problem(GLOBAL_REASONS, None, "", "file not found (run `workmill init`?)")
+        )
+
+    for name, columns, attr, header_attr in (
+        (CATEGORY_REGISTRY, CATEGORY_COLUMNS, "categories", "category_header"),
+        (MODULE_REGISTRY, MODULE_REGISTRY_COLUMNS, "module_registry", "module_registry_header"),
+    ):
+        rel = f"{MAINTENANCE_DIR}/{name}"
+        if not (root / rel).is_file():
+            snap.problems.append(Problem(rel, None, "", "file not found (run `workmill init`?)"))
+            snap.registries_ok = False
+            continue
+        got = rd.table(rel, columns)
+        if got is None:
+            snap.registries_ok = False
+            continue
+        header, rows = got
+        setattr(snap, attr, rows)
+        setattr(snap, header_attr, header)
+
+    module_dirs, module_files = _children(repo.modules_dir)
+    snap.stray_files += [f"modules/{f}" for f in module_files]
+    for m in module_dirs:
+        info = ModuleInfo(m)
+        snap.modules[m] = info
+        base = f"modules/{m}"
+        if not (root / base / "module.yml").is_file():
+            snap.problems.append(Problem(f"{base}/module.yml", None, "", "file not found"))
+        else:
+            info.spec, info.doc = rd.spec(f"{base}/module.yml", ModuleSpec)
+        if (root / base / "validation.yml").is_file():
+            info.validation, info.validation_doc = rd.spec(f"{base}/validation.yml", ValidationSpec)
+        else:
+            info.validation = ValidationSpec()
+        if not (root / base / "action.yml").is_file():
+            snap.problems.append(
+                Problem(f"{base}/action.yml", None, "", "file not found (a composite action)")
+            )
+        else:
+            info.action, info.action_doc = rd.spec(f"{base}/action.yml", ActionSpec)
+        if (root / base / PARAMS_SCHEMA).is_file():
+            rd.raw(f"{base}/{PARAMS_SCHEMA}")
+            try:
+                info.schema = load_params_schema(root / base)
+            except SpecError as exc:
+                info.schema_ok = False
+                snap.problems.extend(exc.problems)
+
+    tenant_dirs, tenant_files = _children(repo.tenants_dir)
+    snap.stray_files += [f"tenants/{f}" for f in tenant_files]
+    for t in tenant_dirs:
+        info_t = TenantInfo(t)
+        snap.tenants[t] = info_t
+        rel = f"tenants/{t}/tenant.yml"
+        if not (root / rel).is_file():
+            snap.problems.append(Problem(rel, None, "", "file not found"))
+            continue
+        info_t.spec, info_t.doc = rd.spec(rel, TenantSpec)
+    return snap
+
+
+def canonical_json(value: Any) -> str | None:
+    """A stable text of ``value`` for memo keys, or None when it has no such text."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError):
+        return None

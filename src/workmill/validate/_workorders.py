@@ -1,0 +1,155 @@
+"""Work-order checks: one file at a time, against an index of the loaded modules.
+
+Work orders are the bulk of a repo (tens of thousands of files), so this path
+avoids repeated work: module facts are indexed once and params results are
+memoised per (module, canonical params).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workmill import ids
+from workmill.errors import Problem, SpecError
+from workmill.specs import RELEASE_TAG, WorkOrderSpec, parse_model
+from workmill.validate._checks import params_messages
+from workmill.validate._snapshot import ModuleInfo, Snapshot, canonical_json
+from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml, problem
+
+
+@dataclass
+class WorkOrderContext:
+    """What a work order is checked against: modules by id, tenants, memoised params."""
+
+    snap: Snapshot
+    report_broken_modules: bool = True
+    _params_memo: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+
+    def params(self, info: ModuleInfo, params: dict) -> list[tuple[str, str]]:
+        key = canonical_json(params)
+        if key is None:
+            return params_messages(info, params)
+        memo_key = (info.module_id, key)
+        got = self._params_memo.get(memo_key)
+        if got is None:
+            if len(self._params_memo) > 100_000:
+                self._params_memo.clear()
+            got = self._params_memo[memo_key] = params_messages(info, params)
+        return got
+
+
+def read_work_order(path: Path, rel: str) -> tuple[YamlDoc | None, list[Problem]]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(rel, None, "", f"cannot read: {exc.strerror or exc}")]
+    if len(data) > MAX_BYTES:
+        return None, [Problem(rel, None, "", f"file is larger than {MAX_BYTES} bytes")]
+    try:
+        return parse_yaml(data.decode("utf-8-sig"), rel), []
+    except UnicodeDecodeError as exc:
+        return None, [Problem(rel, None, "", f"not UTF-8 (byte {exc.start})")]
+    except SpecError as exc:
+        return None, list(exc.problems)
+
+
+def check_work_order_file(
+    ctx: WorkOrderContext, tenant_id: str, path: Path
+) -> tuple[WorkOrderSpec | None, list[Problem]]:
+    """Every problem of one work-order file (its name, its content, its references)."""
+    rel = f"tenants/{tenant_id}/workorders/{path.name}"
+    stem = path.name[:-4] if path.name.endswith(".yml") else None
+    if stem is None or not ids.is_valid(ids.IdKind.WORK_ORDER, stem):
+        return None, [
+            Problem(
+                rel,
+                None,
+                "",
+                "file name must be <work_order_id>.yml with " + ids.describe(ids.IdKind.WORK_ORDER),
+            )
+        ]
+    doc, out = read_work_order(path, rel)
+    if doc is None:
+        return None, out
+    try:
+        spec = parse_model(doc, WorkOrderSpec)
+    except SpecError as exc:
+        return None, list(exc.problems)
+    return spec, work_order_problems(ctx, tenant_id, stem, spec, doc)
+
+
+def work_order_problems(
+    ctx: WorkOrderContext, tenant_id: str, stem: str, spec: WorkOrderSpec, doc: YamlDoc
+) -> list[Problem]:
+    """Rules a typed work order must also satisfy against the repo."""
+    out: list[Problem] = []
+    snap = ctx.snap
+    if spec.work_order_id != stem:
+        out.append(
+            problem(
+                doc,
+                ("work_order_id",),
+                f"{spec.work_order_id!r} does not match its file name {stem!r}",
+            )
+        )
+    listed = set(spec.module_ids)
+    for i, entry in enumerate(spec.modules):
+        loc: tuple[str | int, ...] = ("modules", i)
+        info = snap.modules.get(entry.module_id)
+        if info is None:
+            out.append(problem(doc, (*loc, "module_id"), f"unknown module {entry.module_id!r}"))
+            continue
+        if not info.ok or info.spec is None:
+            if ctx.report_broken_modules:
+                out.append(
+                    problem(
+                        doc,
+                        (*loc, "module_id"),
+                        f"module {entry.module_id} has errors of its own (run `workmill validate`)",
+                    )
+                )
+            continue
+        for d in info.spec.deps:
+            if d not in listed:
+                out.append(
+                    problem(
+                        doc,
+                        (*loc, "module_id"),
+                        f"module {entry.module_id} depends on {d}, which this work order does "
+                        "not list (list it; it may be reused rather than recomputed)",
+                    )
+                )
+        for field_, msg in ctx.params(info, dict(entry.params)):
+            sub = field_.split(".")[1:] if field_.startswith("params") else []
+            out.append(
+                Problem(
+                    doc.path,
+                    doc.line_of((*loc, "params", *sub)),
+                    ".".join(map(str, (*loc, field_))),
+                    msg,
+                )
+            )
+        if entry.reuse_output_type == "release" and entry.release_tag:
+            m = RELEASE_TAG.fullmatch(entry.release_tag)
+            if m and m.group(1) not in snap.tenants:
+                out.append(
+                    problem(
+                        doc,
+                        (*loc, "release_tag"),
+                        f"release tag names tenant {m.group(1)!r}, which does not exist",
+                    )
+                )
+        if entry.reuse_output_type == "assets" and entry.assets_folder_name:
+            base = snap.repo.assets_dir(tenant_id)
+            target = base / entry.assets_folder_name
+            # a symlinked folder could still point elsewhere: compare resolved paths
+            if target.exists() and not target.resolve().is_relative_to(base.resolve()):
+                out.append(
+                    problem(
+                        doc,
+                        (*loc, "assets_folder_name"),
+                        f"{entry.assets_folder_name!r} leaves tenants/{tenant_id}/assets/outputs/",
+                    )
+                )
+    return out
