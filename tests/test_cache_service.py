@@ -1,0 +1,86 @@
+"""The service API the orchestrator calls: request building from a real repo, public names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import workmill.cache as cache
+from workmill import clock
+from workmill.cache import CacheKeyError, LocalCacheBackend, build_request, open_backend
+from workmill.repo import PlatformRepo
+
+NOW = clock.parse_iso("2026-11-23T12:00:00Z")
+
+
+def make_repo(root: Path) -> PlatformRepo:
+    mod = root / "modules" / "001"
+    mod.mkdir(parents=True)
+    (mod / "module.yml").write_text(
+        'module_id: "001"\nname: Ingest\nversion: "1.4.0"\ncache: {enabled: true, retention_days: 9}\n'
+    )
+    (mod / "src").mkdir()
+    (mod / "src" / "run.py").write_text("print('hi')\n")
+    inputs = root / "inputs" / "002"
+    inputs.mkdir(parents=True)
+    (inputs / "report.json").write_text("{}")
+    return PlatformRepo.open(root)
+
+
+def test_build_request__covers_version_digest_params_and_inputs(tmp_path):
+    repo = make_repo(tmp_path)
+    r1 = build_request(
+        repo, tenant_id="Ab12Cd", module_id="001", params={"n": 1}, inputs_dir=tmp_path / "inputs"
+    )
+    assert r1.module_version == "1.4.0" and list(r1.input_hashes) == ["002/report.json"]
+    same = build_request(
+        repo, tenant_id="Ab12Cd", module_id="001", params={"n": 1.0}, inputs_dir=tmp_path / "inputs"
+    )
+    assert same.key == r1.key
+    (tmp_path / "inputs" / "002" / "report.json").write_text('{"x": 1}')
+    changed_input = build_request(
+        repo, tenant_id="Ab12Cd", module_id="001", params={"n": 1}, inputs_dir=tmp_path / "inputs"
+    )
+    assert changed_input.key != r1.key
+    (tmp_path / "modules" / "001" / "src" / "run.py").write_text("print('changed')\n")
+    changed_code = build_request(
+        PlatformRepo.open(tmp_path),
+        tenant_id="Ab12Cd",
+        module_id="001",
+        params={"n": 1},
+        inputs_dir=tmp_path / "inputs",
+    )
+    assert changed_code.module_digest != r1.module_digest and changed_code.key != changed_input.key
+
+
+def test_build_request__symlinked_input_is_refused(tmp_path):
+    repo = make_repo(tmp_path)
+    (tmp_path / "inputs" / "002" / "evil.json").symlink_to(
+        tmp_path / "modules" / "001" / "module.yml"
+    )
+    with pytest.raises(CacheKeyError, match="symlink"):
+        build_request(
+            repo, tenant_id="Ab12Cd", module_id="001", params={}, inputs_dir=tmp_path / "inputs"
+        )
+
+
+def test_open_backend__local_under_local_cache_dir(tmp_path):
+    (tmp_path / "workmill.yml").write_text("local_cache_dir: c\n")
+    backend = open_backend(PlatformRepo.open(tmp_path))
+    assert isinstance(backend, LocalCacheBackend) and backend.root == tmp_path / "c"
+
+
+def test_public_api__is_pinned():
+    assert sorted(cache.__all__) == sorted(
+        [
+            "INDEX_COLUMNS", "CacheBackend", "CacheCorrupt", "CacheError", "CacheHit",
+            "CacheKeyError", "CacheProblem", "CacheRequest", "CacheUnavailable", "EntryFile",
+            "EntryInfo", "EntryManifest", "IndexMutation", "LocalCacheBackend", "RestoredFile",
+            "StoreResult", "apply_all", "build_request", "cache_key", "canonical_params",
+            "input_hashes", "lookup_and_restore", "module_deps_dir", "open_backend",
+            "outputs_files", "retention_days_for", "store",
+        ]
+    )  # fmt: skip
+    for name in cache.__all__:
+        assert getattr(cache, name) is not None
