@@ -1,0 +1,41 @@
+"""The billing state store (SPEC §9): a release-backed, revisioned set of CSV tables.
+
+Typical use (the orchestrator, the cache, ``workmill topup``)::
+
+    store = BillingStore.open(repo)
+    state = store.load()                      # read-only look
+    spent = store.commit_with_retry(lambda s: s.spend(q, tenant, wo))
+"""
+
+from __future__ import annotations
+
+from workmill.state.billing_state import PARTITIONED, TOPUP_REFERENCES, BillingState
+from workmill.state.manifest import Manifest, PartitionRef, TableRef
+from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore, open_release_store
+from workmill.state.store import (
+    CHUNK_BYTES,
+    ENV_COMMIT_SLEEP,
+    KEEP_REVISIONS,
+    BillingStore,
+    LedgerRefused,
+    PushResult,
+)
+
+__all__ = [
+    "CHUNK_BYTES",
+    "ENV_COMMIT_SLEEP",
+    "KEEP_REVISIONS",
+    "PARTITIONED",
+    "TOPUP_REFERENCES",
+    "AssetExists",
+    "BillingState",
+    "BillingStore",
+    "LedgerRefused",
+    "LocalReleaseStore",
+    "Manifest",
+    "PartitionRef",
+    "PushResult",
+    "ReleaseStore",
+    "TableRef",
+    "open_release_store",
+]

@@ -1,0 +1,503 @@
+"""``BillingState``: one revision of the billing tables in memory, plus the changes to commit.
+
+Small tables (balances, pricing, promotions, top-up methods, cache index) are
+read whole. Append-only tables are read lazily — only when a caller asks for
+their rows — so a top-up never touches the million rows of history; new rows
+are collected with ``append`` and the store writes only the partitions they
+land in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from workmill import billing_tables as bt
+from workmill import clock, ids
+from workmill.errors import LedgerError, StateError
+from workmill.ledger import postings as lp
+from workmill.ledger import quote as lq
+from workmill.ledger.records import (
+    Item,
+    Posting,
+    PricingRow,
+    Promotion,
+    TopupMethod,
+    Transaction,
+    TxType,
+    item_from_row,
+    parse_pricing,
+    parse_promotions,
+    parse_redemptions,
+    parse_topup_methods,
+    transaction_from_row,
+)
+from workmill.ledger.verify import LedgerTables, Violation, verify
+from workmill.state.manifest import Manifest
+from workmill.tables import Row, parse_table
+
+# Derived index that makes top-up idempotency a one-partition lookup.
+TOPUP_REFERENCES = "topup_references.csv"
+TOPUP_REFERENCE_COLUMNS = (
+    "tenant_id",
+    "reference",
+    "transaction_id",
+    "amount_credits",
+    "balance_after",
+    "topup_method_id",
+    "payment_id",
+    "created_at",
+)
+PARTITIONED = (*bt.APPEND_ONLY, TOPUP_REFERENCES)
+
+# Which table/column holds the existing IDs of a kind (for de-duplication).
+_ID_COLUMNS: dict[ids.IdKind, tuple[str, str]] = {
+    ids.IdKind.TRANSACTION: (bt.TRANSACTIONS, "transaction_id"),
+    ids.IdKind.TRANSACTION_ITEM: (bt.TRANSACTION_ITEMS, "transaction_item_id"),
+    ids.IdKind.REDEMPTION: (bt.PROMOTION_REDEMPTIONS, "redemption_id"),
+    ids.IdKind.PAYMENT: (bt.TRANSACTIONS, "payment_id"),
+    ids.IdKind.MODULE_RUN: (bt.MODULE_RUNS_LOG, "module_run_id"),
+    ids.IdKind.RELEASE: (bt.RELEASES_MAP, "release_id"),
+    ids.IdKind.ASSET: (bt.ASSETS_MAP, "asset_id"),
+}
+
+
+def columns_of(table: str) -> tuple[str, ...]:
+    if table == TOPUP_REFERENCES:
+        return TOPUP_REFERENCE_COLUMNS
+    return bt.COLUMNS.get(table, ())
+
+
+def partition_group(table: str, row: Mapping[str, str], now_month: str) -> str:
+    """Append-only rows go to the month they are committed in; top-up refs to a hash bucket."""
+    if table == TOPUP_REFERENCES:
+        return "b" + reference_bucket(row["tenant_id"], row["reference"])
+    return now_month
+
+
+def reference_bucket(tenant_id: str, reference: str) -> str:
+    return hashlib.sha256(f"{tenant_id}\0{reference}".encode()).hexdigest()[:2]
+
+
+def _cells(row: Mapping[str, Any]) -> Row:
+    out: Row = {}
+    for k, v in row.items():
+        if v is None:
+            out[k] = ""
+        elif isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        else:
+            out[k] = str(v)
+    return out
+
+
+class BillingState:
+    """One revision of the billing state, and the changes a caller makes to it."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        small: dict[str, tuple[list[str], list[Row]]],
+        read_asset: Callable[[str], bytes],
+        where: str = "",
+    ) -> None:
+        self.manifest = manifest
+        self._small = small
+        self._read_asset = read_asset
+        self._where = where
+        self._raw: dict[str, bytes] = {}
+        self._dirty: set[str] = set()
+        self._full: dict[str, list[Row]] = {}
+        self._groups: dict[tuple[str, str], list[Row]] = {}
+        self._appended: dict[str, list[Row]] = {}
+        self._issued: set[str] = set()
+        self._opening = self._balances_from_rows()
+        self._balances = dict(self._opening)
+        self.committed = False
+
+    # ------------------------------------------------------------ reading
+    @property
+    def revision(self) -> int:
+        return self.manifest.revision
+
+    def table_names(self) -> list[str]:
+        return sorted(
+            set(self.manifest.tables) | set(self._small) | set(self._appended) | set(bt.COLUMNS)
+        )
+
+    def is_partitioned(self, table: str) -> bool:
+        return table in PARTITIONED
+
+    def raw_asset(self, asset: str) -> bytes:
+        if asset not in self._raw:
+            self._raw[asset] = self._read_asset(asset)
+        return self._raw[asset]
+
+    def _parse_asset(self, table: str, asset: str) -> tuple[list[str], list[Row]]:
+        return parse_table(self.raw_asset(asset), f"{self._where}{asset}", columns_of(table))
+
+    def header(self, table: str) -> list[str]:
+        if table in self._small:
+            return list(self._small[table][0])
+        ref = self.manifest.tables.get(table)
+        cols = list(ref.columns) if ref and ref.columns else list(columns_of(table))
+        for row in self._appended.get(table, []):
+            cols += [k for k in row if k not in cols]
+        return cols
+
+    def stored_rows(self, table: str) -> list[Row]:
+        """Rows of ``table`` as of this revision (loads every partition of a partitioned table)."""
+        if table in self._small:
+            return self._small[table][1]
+        if table not in self._full:
+            ref = self.manifest.tables.get(table)
+            rows: list[Row] = []
+            if ref is not None:
+                for p in sorted(ref.partitions, key=lambda p: p.key):
+                    rows.extend(self._parse_asset(table, p.asset)[1])
+            self._full[table] = rows
+        return self._full[table]
+
+    def rows(self, table: str) -> list[Row]:
+        """Stored rows followed by rows appended in this state (treat as read-only)."""
+        if table in self._small:
+            return self._small[table][1]
+        return self.stored_rows(table) + self._appended.get(table, [])
+
+    def is_loaded(self, table: str) -> bool:
+        return table in self._small or table in self._full
+
+    def _group_rows(self, table: str, group: str) -> list[Row]:
+        key = (table, group)
+        if key not in self._groups:
+            ref = self.manifest.tables.get(table)
+            rows: list[Row] = []
+            if ref is not None:
+                for p in sorted(ref.partitions, key=lambda p: p.key):
+                    if p.group == group:
+                        rows.extend(self._parse_asset(table, p.asset)[1])
+            self._groups[key] = rows
+        return self._groups[key]
+
+    # ------------------------------------------------------------ changing
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty) or any(self._appended.values())
+
+    def appended(self, table: str) -> list[Row]:
+        return list(self._appended.get(table, []))
+
+    def changed_tables(self) -> set[str]:
+        return set(self._dirty)
+
+    def set_rows(
+        self, table: str, rows: Iterable[Mapping[str, Any]], header: Sequence[str] = ()
+    ) -> None:
+        """Replace a small table (pricing, promotions, topup methods, cache index, ...)."""
+        if table in PARTITIONED:
+            raise StateError(f"{table} is append-only; use append()")
+        new_rows = [_cells(r) for r in rows]
+        base = list(header) or (
+            self._small[table][0] if table in self._small else list(columns_of(table))
+        )
+        for r in new_rows:
+            base += [k for k in r if k not in base]
+        self._small[table] = (base, new_rows)
+        self._dirty.add(table)
+        if table == bt.TENANTS_CREDITS:
+            self._balances = self._balances_from_rows()
+
+    def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Append rows to an append-only table (workorders log, module runs, release maps, ...)."""
+        if table not in PARTITIONED:
+            raise StateError(f"{table} is not append-only; use set_rows()")
+        new = [_cells(r) for r in rows]
+        self._appended.setdefault(table, []).extend(new)
+        if table in self._full:
+            pass  # rows() concatenates stored + appended
+        if table == TOPUP_REFERENCES:
+            for r in new:
+                self._groups.setdefault(
+                    (table, "b" + reference_bucket(r["tenant_id"], r["reference"])), []
+                )
+
+    # ------------------------------------------------------------ IDs
+    def known_ids(self, kind: ids.IdKind) -> set[str]:
+        found = set(self._issued)
+        loc = _ID_COLUMNS.get(kind)
+        if loc:
+            table, col = loc
+            source = self.rows(table) if self.is_loaded(table) else self._appended.get(table, [])
+            found.update(r.get(col, "") for r in source)
+        return found
+
+    def new_id(self, kind: ids.IdKind) -> str:
+        """A fresh ID, unique against every ID of its kind this state has loaded or issued.
+
+        Append-only history that was never loaded is not scanned (that would make a
+        top-up cost O(history)); 62^8 IDs make a clash negligible and ``ledger
+        verify`` checks global uniqueness.
+        """
+        new = ids.generate(kind, self.known_ids(kind))
+        self._issued.add(new)
+        return new
+
+    # ------------------------------------------------------------ balances
+    def _balances_from_rows(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self._small.get(bt.TENANTS_CREDITS, ([], []))[1]:
+            try:
+                out[row["tenant_id"]] = int(row["balance_credits"])
+            except (KeyError, ValueError) as exc:
+                raise StateError(f"{bt.TENANTS_CREDITS}: bad row {row}") from exc
+        return out
+
+    def balance(self, tenant_id: str) -> int:
+        return self._balances.get(tenant_id, 0)
+
+    def balances(self) -> dict[str, int]:
+        return dict(sorted(self._balances.items()))
+
+    def _set_balance(self, tenant_id: str, balance: int, at: str) -> None:
+        _header, rows = self._small.setdefault(
+            bt.TENANTS_CREDITS, (list(columns_of(bt.TENANTS_CREDITS)), [])
+        )
+        for i, r in enumerate(rows):
+            if r.get("tenant_id") == tenant_id:
+                rows[i] = {**r, "balance_credits": str(balance), "updated_at": at}
+                break
+        else:
+            rows.append({"tenant_id": tenant_id, "balance_credits": str(balance), "updated_at": at})
+            rows.sort(key=lambda r: r.get("tenant_id", ""))
+        self._balances[tenant_id] = balance
+        self._dirty.add(bt.TENANTS_CREDITS)
+
+    # ------------------------------------------------------------ typed views
+    def pricing(self) -> list[PricingRow]:
+        return parse_pricing(self.rows(bt.PRICING), f"{self._where}{bt.PRICING}")
+
+    def promotions(self) -> list[Promotion]:
+        return parse_promotions(self.rows(bt.PROMOTIONS), f"{self._where}{bt.PROMOTIONS}")
+
+    def topup_methods(self) -> list[TopupMethod]:
+        return parse_topup_methods(self.rows(bt.TOPUP_METHODS), f"{self._where}{bt.TOPUP_METHODS}")
+
+    def transactions(
+        self, *, tenant_id: str | None = None, work_order_id: str | None = None
+    ) -> list[Transaction]:
+        return [
+            transaction_from_row(r)
+            for r in self.rows(bt.TRANSACTIONS)
+            if (tenant_id is None or r.get("tenant_id") == tenant_id)
+            and (work_order_id is None or r.get("work_order_id") == work_order_id)
+        ]
+
+    def transactions_for(self, work_order_id: str) -> list[Transaction]:
+        return self.transactions(work_order_id=work_order_id)
+
+    def items_for(self, transaction_id: str) -> list[Item]:
+        return [
+            item_from_row(r)
+            for r in self.rows(bt.TRANSACTION_ITEMS)
+            if r.get("transaction_id") == transaction_id
+        ]
+
+    def promo_usage(self) -> lq.PromoUsage:
+        return lq.promo_usage(parse_redemptions(self.rows(bt.PROMOTION_REDEMPTIONS)))
+
+    def find_topup(self, tenant_id: str, reference: str) -> Transaction | None:
+        """The TOPUP this (tenant, reference) already made, reading one index bucket."""
+        for r in self._appended.get(bt.TRANSACTIONS, []):
+            if (
+                r.get("type") == "TOPUP"
+                and r.get("tenant_id") == tenant_id
+                and r.get("reference") == reference
+            ):
+                return transaction_from_row(r)
+        group = "b" + reference_bucket(tenant_id, reference)
+        ref = self.manifest.tables.get(TOPUP_REFERENCES)
+        needle = reference.encode()
+        if ref is not None and (TOPUP_REFERENCES, group) not in self._groups:
+            # Skip parsing a bucket whose bytes cannot contain the reference.
+            parts = [p for p in ref.partitions if p.group == group]
+            if not any(needle in self.raw_asset(p.asset) for p in parts):
+                return None
+        for r in self._group_rows(TOPUP_REFERENCES, group):
+            if r.get("tenant_id") == tenant_id and r.get("reference") == reference:
+                return Transaction(
+                    r["transaction_id"],
+                    tenant_id,
+                    "",
+                    TxType.TOPUP,
+                    int(r["amount_credits"]),
+                    int(r["balance_after"]),
+                    r.get("created_at", ""),
+                    reference,
+                    r.get("payment_id", ""),
+                    r.get("topup_method_id", ""),
+                )
+        return None
+
+    # ------------------------------------------------------------ ledger operations
+    def post(self, posting: Posting) -> Posting:
+        """Append a posting and move the tenant's balance; the chain must continue exactly."""
+        tx = posting.transaction
+        before = self.balance(tx.tenant_id)
+        if before + tx.amount_credits != tx.balance_after:
+            raise LedgerError(
+                f"transaction {tx.transaction_id}: balance_after {tx.balance_after} does not follow "
+                f"{before} + {tx.amount_credits}"
+            )
+        if tx.balance_after < 0:
+            raise LedgerError(f"tenant {tx.tenant_id}: balance would become {tx.balance_after}")
+        self.append(bt.TRANSACTIONS, [tx.to_row()])
+        if posting.items:
+            self.append(bt.TRANSACTION_ITEMS, [i.to_row() for i in posting.items])
+        if posting.redemptions:
+            self.append(bt.PROMOTION_REDEMPTIONS, [r.to_row() for r in posting.redemptions])
+        if tx.type is TxType.TOPUP and tx.reference:
+            self.append(
+                TOPUP_REFERENCES,
+                [
+                    {
+                        "tenant_id": tx.tenant_id,
+                        "reference": tx.reference,
+                        "transaction_id": tx.transaction_id,
+                        "amount_credits": tx.amount_credits,
+                        "balance_after": tx.balance_after,
+                        "topup_method_id": tx.topup_method_id,
+                        "payment_id": tx.payment_id,
+                        "created_at": tx.created_at,
+                    }
+                ],
+            )
+        self._set_balance(tx.tenant_id, tx.balance_after, tx.created_at)
+        return posting
+
+    def topup(
+        self, tenant_id: str, method_id: str, amount: int, reference: str, payment_id: str = ""
+    ) -> lp.TopupOutcome:
+        """Top up (idempotent per (tenant, reference)); posts nothing when it was done before."""
+        methods = {m.topup_method_id: m for m in self.topup_methods()}
+        out = lp.topup_posting(
+            tenant_id=tenant_id,
+            method=methods.get(method_id),
+            method_id=method_id,
+            amount=amount,
+            reference=reference,
+            payment_id=payment_id,
+            balance=self.balance(tenant_id),
+            existing=self.find_topup(tenant_id, reference),
+            now=clock.now_iso(),
+            new_id=self.new_id,
+        )
+        if out.posting is not None:
+            self.post(out.posting)
+        return out
+
+    def quote(
+        self, tenant_id: str, lines: Sequence[lq.OrderLine], promo_codes: Sequence[str] = ()
+    ) -> lq.Quote:
+        """Price a work order against this state's pricing, promotions and promo usage."""
+        return lq.quote(
+            lines,
+            self.pricing(),
+            self.promotions() if promo_codes else (),
+            promo_codes,
+            tenant_id=tenant_id,
+            now=clock.now(),
+            usage=self.promo_usage() if promo_codes else None,
+        )
+
+    def spend(self, q: lq.Quote, tenant_id: str, work_order_id: str) -> Posting:
+        """Write the SPEND of a quote (OrderRejected INSUFFICIENT_CREDITS when short)."""
+        if any(t.type is TxType.SPEND for t in self.transactions_for(work_order_id)):
+            raise LedgerError(f"work order {work_order_id} already has a SPEND")
+        return self.post(
+            lp.spend_posting(
+                q,
+                tenant_id=tenant_id,
+                work_order_id=work_order_id,
+                balance=self.balance(tenant_id),
+                now=clock.now_iso(),
+                new_id=self.new_id,
+            )
+        )
+
+    def spend_quote(self, work_order_id: str) -> lq.Quote | None:
+        """The quote of the work order's SPEND (None without one), to settle it later."""
+        spends = [t for t in self.transactions_for(work_order_id) if t.type is TxType.SPEND]
+        if not spends:
+            return None
+        tx = spends[0]
+        codes = [
+            r["promo_code"]
+            for r in self.rows(bt.PROMOTION_REDEMPTIONS)
+            if r.get("transaction_id") == tx.transaction_id and r.get("event") == "APPLIED"
+        ]
+        return lp.quote_from_spend(tx, self.items_for(tx.transaction_id), codes)
+
+    def refund(self, work_order_id: str, refunded: Mapping[str, lp.RefundLine]) -> Posting:
+        """Write the work order's REFUND (always, even 0) for the given module lines."""
+        txs = self.transactions_for(work_order_id)
+        if any(t.type is TxType.REFUND for t in txs):
+            raise LedgerError(f"work order {work_order_id} already has a REFUND")
+        q = self.spend_quote(work_order_id)
+        if q is None:
+            raise LedgerError(f"work order {work_order_id} has no SPEND to refund")
+        tenant_id = next(t.tenant_id for t in txs if t.type is TxType.SPEND)
+        return self.post(
+            lp.refund_posting(
+                q,
+                refunded,
+                tenant_id=tenant_id,
+                work_order_id=work_order_id,
+                balance=self.balance(tenant_id),
+                now=clock.now_iso(),
+                new_id=self.new_id,
+            )
+        )
+
+    # ------------------------------------------------------------ checks
+    def verify_changes(self) -> list[Violation]:
+        """Ledger invariants over this state's new rows (cheap: history is not re-read).
+
+        Work orders the new rows charge or refund bring their stored transactions in.
+        """
+        txs = self._appended.get(bt.TRANSACTIONS, [])
+        wos = {r.get("work_order_id") for r in txs if r.get("work_order_id")}
+        prior = (
+            [r for r in self.stored_rows(bt.TRANSACTIONS) if r.get("work_order_id") in wos]
+            if wos
+            else []
+        )
+        prior_ids: set[str] = set()
+        for table, col in (
+            (bt.TRANSACTIONS, "transaction_id"),
+            (bt.TRANSACTION_ITEMS, "transaction_item_id"),
+            (bt.PROMOTION_REDEMPTIONS, "redemption_id"),
+        ):
+            if table in self._full:
+                prior_ids.update(ids.fold(r.get(col, "")) for r in self._full[table])
+        t = LedgerTables(
+            transactions=txs,
+            items=self._appended.get(bt.TRANSACTION_ITEMS, []),
+            redemptions=self._appended.get(bt.PROMOTION_REDEMPTIONS, []),
+            tenants_credits=self.rows(bt.TENANTS_CREDITS),
+            opening=self._opening,
+            prior_ids=frozenset(prior_ids),
+            prior_transactions=prior,
+        )
+        return verify(t)
+
+    def verify_all(self) -> list[Violation]:
+        """Every ledger invariant over every row (loads the whole history)."""
+        return verify(
+            LedgerTables(
+                transactions=self.rows(bt.TRANSACTIONS),
+                items=self.rows(bt.TRANSACTION_ITEMS),
+                redemptions=self.rows(bt.PROMOTION_REDEMPTIONS),
+                tenants_credits=self.rows(bt.TENANTS_CREDITS),
+            )
+        )

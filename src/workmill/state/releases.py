@@ -1,0 +1,147 @@
+"""The release-store seam: a tag is a set of named assets, as GitHub Releases allow.
+
+Only what the GitHub Releases API can do is offered: create a tag, list its
+assets, read one, create one *only under a free name*, delete one. There is no
+rename and no atomic replace, so the commit protocol (``workmill.state.store``)
+is built from create-if-absent alone. The ``local`` backend keeps a directory
+per tag; a ``github`` backend implements the same class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from workmill.errors import NotFound, StateError
+from workmill.fsio import fsync_dir
+
+_ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+class AssetExists(StateError):
+    """An asset of that name is already in the tag (create-if-absent lost)."""
+
+
+class ReleaseStore(ABC):
+    """Named, immutable assets grouped under tags."""
+
+    @abstractmethod
+    def tag_exists(self, tag: str) -> bool: ...
+
+    @abstractmethod
+    def create_tag(self, tag: str) -> None:
+        """Create the tag (no-op when it exists)."""
+
+    @abstractmethod
+    def list_assets(self, tag: str) -> list[str]:
+        """Names of the complete assets of ``tag``, sorted."""
+
+    @abstractmethod
+    def read_asset(self, tag: str, name: str) -> bytes:
+        """The bytes of one asset; ``NotFound`` when it does not exist."""
+
+    @abstractmethod
+    def create_asset(self, tag: str, name: str, data: bytes) -> None:
+        """Create an asset under a free name; ``AssetExists`` when the name is taken."""
+
+    @abstractmethod
+    def delete_asset(self, tag: str, name: str) -> None:
+        """Delete an asset (no-op when it is already gone)."""
+
+    def lock_path(self, tag: str) -> Path | None:
+        """A file to lock so writers on one machine take turns (None: the caller picks)."""
+        return None
+
+
+def check_asset_name(name: str) -> str:
+    if not _ASSET_NAME.fullmatch(name):
+        raise StateError(f"invalid asset name {name!r}")
+    return name
+
+
+class LocalReleaseStore(ReleaseStore):
+    """A directory per tag; create-if-absent is a hard link of a fully written temp file.
+
+    ``os.link`` fails when the name exists, and the linked file is complete and
+    fsynced before it becomes visible, so a reader never sees a partial asset and
+    a kill -9 leaves at worst a hidden temp file (removed by ``sweep_temp``).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _tag_dir(self, tag: str) -> Path:
+        check_asset_name(tag)
+        return self.root / tag
+
+    def tag_exists(self, tag: str) -> bool:
+        return self._tag_dir(tag).is_dir()
+
+    def create_tag(self, tag: str) -> None:
+        self._tag_dir(tag).mkdir(parents=True, exist_ok=True)
+        fsync_dir(self.root)
+
+    def list_assets(self, tag: str) -> list[str]:
+        d = self._tag_dir(tag)
+        if not d.is_dir():
+            raise NotFound(f"release tag {tag!r} does not exist in {self.root}")
+        return sorted(n for n in os.listdir(d) if not n.startswith("."))
+
+    def read_asset(self, tag: str, name: str) -> bytes:
+        path = self._tag_dir(tag) / check_asset_name(name)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"asset {name!r} not found in release {tag!r}") from exc
+        except OSError as exc:
+            raise StateError(f"cannot read asset {name!r} of {tag!r}: {exc}") from exc
+
+    def create_asset(self, tag: str, name: str, data: bytes) -> None:
+        d = self._tag_dir(tag)
+        if not d.is_dir():
+            raise NotFound(f"release tag {tag!r} does not exist in {self.root}")
+        final = d / check_asset_name(name)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, final)
+            except FileExistsError as exc:
+                raise AssetExists(f"asset {name!r} already exists in release {tag!r}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        fsync_dir(d)
+
+    def delete_asset(self, tag: str, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._tag_dir(tag) / check_asset_name(name)).unlink()
+
+    def lock_path(self, tag: str) -> Path | None:
+        return self.root / f".{tag}.lock"
+
+    def sweep_temp(self, tag: str, older_than_s: float = 600) -> None:
+        """Remove temp files left by writers killed mid-upload."""
+        d = self._tag_dir(tag)
+        cutoff = time.time() - older_than_s
+        for p in d.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+
+
+def open_release_store(repo) -> ReleaseStore:
+    """The backend ``workmill.yml`` selects (``store: local`` or ``github``)."""
+    if repo.config.store == "local":
+        return LocalReleaseStore(repo.local_store_dir)
+    raise StateError(
+        "store: github is not implemented yet in this build; use store: local in workmill.yml"
+    )

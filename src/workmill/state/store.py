@@ -1,0 +1,478 @@
+"""The billing-state commit protocol on top of a ``ReleaseStore`` (SPEC §9).
+
+A revision is published by *creating* its manifest asset ``manifest-rNNNNNNNNN.json``;
+every table asset it names was written before, under a revision- and
+writer-stamped name. Two writers racing for the same revision collide on the
+manifest name and the loser gets ``StateConflict``; a reader only follows
+published manifests, so it never sees half a commit; a writer killed before
+the manifest leaves only unreferenced assets, which garbage collection removes.
+Append-only tables are stored in partitions (month of commit, split into
+chunks of at most ``CHUNK_BYTES``); a commit rewrites only the chunks its new
+rows land in, so its cost does not grow with history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from filelock import FileLock, Timeout
+
+from workmill import billing_tables as bt
+from workmill import clock, ids
+from workmill.errors import LedgerError, NotFound, SpecError, StateConflict, StateError
+from workmill.fsio import atomic_write_bytes, sha256_bytes
+from workmill.ledger.verify import Violation
+from workmill.state.billing_state import (
+    PARTITIONED,
+    TOPUP_REFERENCES,
+    BillingState,
+    columns_of,
+    partition_group,
+)
+from workmill.state.manifest import (
+    Manifest,
+    PartitionRef,
+    TableRef,
+    manifest_asset,
+    manifest_revision,
+    table_asset,
+    table_asset_revision,
+)
+from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore, open_release_store
+from workmill.tables import header_with_extras, parse_table, render_table
+
+T = TypeVar("T")
+
+CHUNK_BYTES = 4 << 20
+KEEP_REVISIONS = 10
+GC_SLACK = 5  # collect only when this many revisions beyond KEEP_REVISIONS pile up (amortised)
+ENV_COMMIT_SLEEP = "WORKMILL_TEST_COMMIT_SLEEP"  # test hook: pause inside a commit
+WORKING_MANIFEST = bt.STATE_MANIFEST
+
+
+class LedgerRefused(LedgerError):
+    """A change was refused because the resulting ledger would break invariants."""
+
+    def __init__(self, violations: list[Violation], what: str = "commit") -> None:
+        self.violations = violations
+        lines = "\n".join(f"  {v}" for v in violations)
+        super().__init__(f"{what} refused: {len(violations)} ledger violation(s):\n{lines}")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    revision: int
+    changed: tuple[str, ...]
+
+
+class BillingStore:
+    """The billing state of one platform repo, kept under its release tag."""
+
+    def __init__(
+        self,
+        releases: ReleaseStore,
+        tag: str,
+        lock_path: Path,
+        keep_revisions: int = KEEP_REVISIONS,
+    ) -> None:
+        self.releases = releases
+        self.tag = tag
+        self.lock = FileLock(str(lock_path), timeout=300)
+        self.keep_revisions = keep_revisions
+
+    @classmethod
+    def open(cls, repo) -> BillingStore:
+        """The store ``workmill.yml`` configures for ``repo`` (a ``PlatformRepo``)."""
+        releases = open_release_store(repo)
+        tag = repo.config.billing_state_tag
+        lock = releases.lock_path(tag) or repo.root / ".workmill" / "locks" / f"{tag}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        return cls(releases, tag, lock)
+
+    # ------------------------------------------------------------ revisions
+    def revisions(self) -> list[int]:
+        """Published revisions, oldest first."""
+        if not self.releases.tag_exists(self.tag):
+            return []
+        revs = (manifest_revision(a) for a in self.releases.list_assets(self.tag))
+        return sorted(r for r in revs if r is not None)
+
+    def head_revision(self) -> int | None:
+        revs = self.revisions()
+        return revs[-1] if revs else None
+
+    def read_manifest(self, revision: int) -> Manifest:
+        name = manifest_asset(revision)
+        return Manifest.from_json(self.releases.read_asset(self.tag, name), f"{self.tag}/{name}")
+
+    def _require_head(self) -> int:
+        head = self.head_revision()
+        if head is None:
+            raise StateError(
+                f"billing state {self.tag!r} does not exist yet; run `workmill state bootstrap`"
+            )
+        return head
+
+    # ------------------------------------------------------------ loading
+    def load(self, revision: int | None = None) -> BillingState:
+        """The head revision (or ``revision``) with its small tables read."""
+        for _attempt in range(5):
+            rev = revision if revision is not None else self._require_head()
+            try:
+                m = self.read_manifest(rev)
+                small: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
+                for name, ref in m.tables.items():
+                    if ref.partitioned:
+                        continue
+                    p = ref.partitions[0]
+                    data = self.releases.read_asset(self.tag, p.asset)
+                    header, rows = parse_table(data, f"{self.tag}/{p.asset}", columns_of(name))
+                    small[name] = (header, rows)
+            except NotFound:
+                if revision is not None:
+                    raise
+                continue  # collected under us by another machine: read the new head
+            return BillingState(
+                m, small, lambda a: self.releases.read_asset(self.tag, a), f"{self.tag}/"
+            )
+        raise StateError(f"billing state {self.tag!r} keeps changing under this reader; try again")
+
+    # ------------------------------------------------------------ committing
+    def commit(self, state: BillingState) -> Manifest:
+        """Publish ``state``'s changes as the next revision, or raise ``StateConflict``.
+
+        Ledger invariants are checked on the new rows first; a state that breaks
+        them is refused (``LedgerRefused``) and nothing is written.
+        """
+        if state.committed:
+            raise StateError("this state was already committed; load() a fresh one")
+        if not state.dirty:
+            return state.manifest
+        violations = state.verify_changes()
+        if violations:
+            raise LedgerRefused(violations)
+        base = state.manifest.revision
+        head = self.head_revision() or 0
+        if head != base:
+            raise StateConflict(
+                f"billing state moved from revision {base} to {head} during this change"
+            )
+        rev = base + 1
+        nonce = ids.generate(ids.IdKind.ASSET)
+        now = clock.now()
+        month = now.strftime("%Y-%m")
+        tables = dict(state.manifest.tables)
+        for name in sorted(state.changed_tables()):
+            header = state.header(name)
+            data = render_table(header, state.rows(name))
+            asset = table_asset(rev, nonce, name, "")
+            self.releases.create_asset(self.tag, asset, data)
+            part = PartitionRef("", asset, sha256_bytes(data), len(state.rows(name)), len(data))
+            tables[name] = TableRef(False, (part,), tuple(header))
+        _test_pause()
+        for name in PARTITIONED:
+            rows = state.appended(name)
+            if rows:
+                tables[name] = self._append_partitions(
+                    state, name, tables.get(name), rows, rev, nonce, month
+                )
+        for name in PARTITIONED:
+            tables.setdefault(name, TableRef(True, (), columns_of(name)))
+        manifest = Manifest(rev, base or None, clock.iso(now), tables)
+        _test_pause()
+        try:
+            self.releases.create_asset(self.tag, manifest_asset(rev), manifest.to_json())
+        except AssetExists as exc:
+            raise StateConflict(f"another writer published revision {rev} first") from exc
+        state.committed = True
+        self._maybe_gc(rev)
+        return manifest
+
+    def _append_partitions(
+        self,
+        state: BillingState,
+        name: str,
+        ref: TableRef | None,
+        rows: list[dict[str, str]],
+        rev: int,
+        nonce: str,
+        month: str,
+    ) -> TableRef:
+        parts = {p.key: p for p in (ref.partitions if ref else ())}
+        columns = list(ref.columns) if ref and ref.columns else list(columns_of(name))
+        columns = header_with_extras(columns, rows)
+        by_group: dict[str, list[dict[str, str]]] = {}
+        for r in rows:
+            by_group.setdefault(partition_group(name, r, month), []).append(r)
+        for group, grows in sorted(by_group.items()):
+            chunks = sorted((p for p in parts.values() if p.group == group), key=lambda p: p.seq)
+            last = chunks[-1] if chunks else None
+            data = b""
+            key = ""
+            if last is not None and last.bytes < CHUNK_BYTES:
+                old = state.raw_asset(last.asset)
+                first_line = old.split(b"\n", 1)[0].decode()
+                old_header = next(csv.reader(io.StringIO(first_line)))
+                if all(k in old_header for r in grows for k in r):
+                    body = render_table(old_header, grows).split(b"\n", 1)[1]
+                    data, key = old + body, last.key
+            if not key:
+                seq = last.seq + 1 if last is not None else 0
+                key = f"{group}.{seq:04d}"
+                data = render_table(columns, grows)
+            asset = table_asset(rev, nonce, name, key)
+            self.releases.create_asset(self.tag, asset, data)
+            n_old = parts[key].rows if key in parts else 0
+            parts[key] = PartitionRef(key, asset, sha256_bytes(data), n_old + len(grows), len(data))
+        return TableRef(True, tuple(sorted(parts.values(), key=lambda p: p.key)), tuple(columns))
+
+    def commit_with_retry(self, mutate: Callable[[BillingState], T], attempts: int = 30) -> T:
+        """Load, ``mutate``, commit — re-running ``mutate`` on a fresh state after a conflict.
+
+        A machine-local file lock makes writers on one machine take turns; the
+        retry covers writers on other machines. ``mutate`` must be a function of
+        the state it is given (it may run more than once).
+        """
+        try:
+            with self.lock:
+                for attempt in range(attempts):
+                    state = self.load()
+                    result = mutate(state)
+                    try:
+                        self.commit(state)
+                        return result
+                    except StateConflict:
+                        time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+        except Timeout as exc:
+            raise StateConflict(
+                f"timed out waiting for the billing-state lock {self.lock.lock_file}"
+            ) from exc
+        raise StateConflict(f"gave up after {attempts} conflicting attempts")
+
+    # ------------------------------------------------------------ garbage collection
+    def _maybe_gc(self, head: int) -> None:
+        if head - self.keep_revisions >= GC_SLACK:
+            revs = self.revisions()
+            if len(revs) > self.keep_revisions + GC_SLACK:
+                self.gc()
+
+    def gc(self) -> list[str]:
+        """Keep the last ``keep_revisions`` revisions and every asset they use; delete the rest.
+
+        Only assets stamped with a revision at or below the head are candidates,
+        so a writer uploading the next revision right now is never disturbed.
+        """
+        assets = self.releases.list_assets(self.tag)
+        revs = sorted(r for r in (manifest_revision(a) for a in assets) if r is not None)
+        if not revs:
+            return []
+        head = revs[-1]
+        kept = revs[-self.keep_revisions :]
+        live: set[str] = set()
+        for r in kept:
+            live |= self.read_manifest(r).assets()
+        deleted: list[str] = []
+        for a in assets:
+            mr = manifest_revision(a)
+            tr = table_asset_revision(a)
+            if (mr is not None and mr not in kept) or (
+                tr is not None and tr <= head and a not in live
+            ):
+                self.releases.delete_asset(self.tag, a)
+                deleted.append(a)
+        if isinstance(self.releases, LocalReleaseStore):
+            self.releases.sweep_temp(self.tag)
+        return deleted
+
+    # ------------------------------------------------------------ bootstrap
+    def bootstrap(self, templates_dir: Path) -> bool:
+        """Create revision 1 from the template tables; False when the state already exists."""
+        with self.lock:
+            if self.head_revision() is not None:
+                return False
+            if not templates_dir.is_dir():
+                raise NotFound(
+                    f"{templates_dir}: template directory not found (run `workmill init`?)"
+                )
+            small: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
+            appended: dict[str, list[dict[str, str]]] = {}
+            names = {p.name for p in templates_dir.glob("*.csv")} | set(bt.COLUMNS)
+            for name in sorted(names):
+                path = templates_dir / name
+                if path.exists():
+                    header, rows = parse_table(path.read_bytes(), str(path), columns_of(name))
+                else:
+                    header, rows = list(columns_of(name)), list(bt.TEMPLATE_ROWS.get(name, []))
+                if name in PARTITIONED:
+                    appended[name] = rows
+                else:
+                    small[name] = (header, rows)
+            self.releases.create_tag(self.tag)
+            state = BillingState(Manifest(0, None, clock.now_iso()), {}, lambda a: b"")
+            for name, (header, rows) in small.items():
+                state.set_rows(name, rows, header)
+            for name, rows in appended.items():
+                if rows:
+                    state.append(name, rows)
+            violations = state.verify_all()
+            if violations:
+                raise LedgerRefused(violations, "bootstrap")
+            try:
+                self.commit(state)
+            except StateConflict:
+                return False
+            return True
+
+    # ------------------------------------------------------------ working copies
+    def export(self, directory: Path, revision: int | None = None) -> Manifest:
+        """Write plain, un-partitioned tables (and a working ``state_manifest.json``) to ``directory``."""
+        state = self.load(revision)
+        directory.mkdir(parents=True, exist_ok=True)
+        tables: dict[str, dict[str, object]] = {}
+        for name in state.table_names():
+            if name == TOPUP_REFERENCES:
+                continue  # derived index, rebuilt from transactions
+            data = render_table(state.header(name), state.rows(name))
+            atomic_write_bytes(directory / name, data)
+            tables[name] = {"sha256": sha256_bytes(data), "rows": len(state.rows(name))}
+        doc = {
+            "schema_version": state.manifest.schema_version,
+            "tag": self.tag,
+            "revision": state.revision,
+            "parent_revision": state.manifest.parent_revision,
+            "created_at": state.manifest.created_at,
+            "tables": tables,
+        }
+        atomic_write_bytes(
+            directory / WORKING_MANIFEST, (json.dumps(doc, indent=1) + "\n").encode()
+        )
+        return state.manifest
+
+    def push(self, directory: Path) -> PushResult:
+        """Commit an operator's edits from a working copy made by ``export``.
+
+        Admin tables are replaced; append-only tables may only gain rows at the
+        end; balances must equal the transactions; the whole ledger must verify.
+        A working copy pulled from an older revision is refused (pull again).
+        """
+        wm_path = directory / WORKING_MANIFEST
+        try:
+            doc = json.loads(wm_path.read_bytes())
+            base = int(doc["revision"])
+        except FileNotFoundError as exc:
+            raise StateError(
+                f"{wm_path}: not found; make the working copy with `workmill state pull`"
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"{wm_path}: not a working-copy manifest ({exc})") from exc
+        with self.lock:
+            state = self.load()
+            if state.revision != base:
+                raise StateConflict(
+                    f"{directory} was pulled at revision {base} but the store is at {state.revision}; "
+                    "pull again and redo the edit"
+                )
+            changed: list[str] = []
+            for name in state.table_names():
+                if name == TOPUP_REFERENCES:
+                    continue
+                path = directory / name
+                if not path.exists():
+                    raise SpecError.at(
+                        path, "file not found (every table of the pull must be there)"
+                    )
+                header, rows = parse_table(path.read_bytes(), str(path), columns_of(name))
+                if name in PARTITIONED:
+                    current = state.stored_rows(name)
+                    cur_header = state.header(name)
+                    if len(rows) < len(current):
+                        raise LedgerError(
+                            f"{path}: {name} is append-only; {len(current) - len(rows)} row(s) were removed"
+                        )
+                    for i, (old, new) in enumerate(zip(current, rows, strict=False)):
+                        if any(old.get(c, "") != new.get(c, "") for c in cur_header):
+                            raise LedgerError(
+                                f"{path}: line {i + 2}: {name} is append-only; existing rows cannot change"
+                            )
+                    if len(rows) > len(current):
+                        state.append(name, rows[len(current) :])
+                        changed.append(name)
+                elif rows != state.rows(name) or header != state.header(name):
+                    state.set_rows(name, rows, header)
+                    changed.append(name)
+            new_refs = [
+                r
+                for r in state.appended(bt.TRANSACTIONS)
+                if r.get("type") == "TOPUP" and r.get("reference")
+            ]
+            if new_refs:
+                state.append(
+                    TOPUP_REFERENCES,
+                    [{c: r.get(c, "") for c in columns_of(TOPUP_REFERENCES)} for r in new_refs],
+                )
+            if not changed:
+                return PushResult(state.revision, ())
+            # admin tables must still parse as what they are
+            state.pricing()
+            state.promotions()
+            state.topup_methods()
+            violations = state.verify_all()
+            if violations:
+                raise LedgerRefused(violations, "push")
+            m = self.commit(state)
+            return PushResult(m.revision, tuple(changed))
+
+    # ------------------------------------------------------------ audit
+    def verify(self, revision: int | None = None) -> list[Violation]:
+        """Integrity of the stored assets against the manifest, then every ledger invariant."""
+        state = self.load(revision)
+        out: list[Violation] = []
+        for name, ref in sorted(state.manifest.tables.items()):
+            for p in ref.partitions:
+                try:
+                    data = state.raw_asset(p.asset)
+                except NotFound:
+                    out.append(Violation("manifest", f"{name}: asset {p.asset} is missing"))
+                    continue
+                if sha256_bytes(data) != p.sha256:
+                    out.append(
+                        Violation(
+                            "manifest",
+                            f"{name}: asset {p.asset} sha256 differs from state_manifest.json",
+                        )
+                    )
+                    continue
+                try:
+                    n = len(parse_table(data, p.asset, columns_of(name))[1])
+                except SpecError as exc:
+                    out.append(Violation("table", str(exc)))
+                    continue
+                if n != p.rows:
+                    out.append(
+                        Violation(
+                            "manifest",
+                            f"{name}: asset {p.asset} has {n} rows, manifest says {p.rows}",
+                        )
+                    )
+        if out:
+            return out
+        out.extend(state.verify_all())
+        return out
+
+
+def _test_pause() -> None:
+    """Sleep inside a commit when the test hook asks (to kill -9 a writer mid-commit)."""
+    delay = os.environ.get(ENV_COMMIT_SLEEP)
+    if delay:
+        with contextlib.suppress(ValueError):
+            time.sleep(float(delay))
