@@ -1,0 +1,370 @@
+"""``run_module``: one module run, start to outcome, for the orchestrator and the CLI.
+
+It never raises for anything the module does (that is an outcome); it raises
+:class:`RunnerError` only when the request itself is unusable (bad IDs, the
+workspace already exists, the reason catalog lacks a platform reason).
+Thread-safe: all state is per call, ``os.environ`` is never changed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from workmill import clock, ids
+from workmill.errors import SpecError
+from workmill.params import ParamsInvalid, load_params_schema, resolve_params
+from workmill.reasons import ReasonCatalog
+from workmill.repo import PlatformRepo
+from workmill.runner.contract import ContractReport, check_outputs
+from workmill.runner.evaluate import Contexts
+from workmill.runner.interpreter import (
+    ActionRefused,
+    ExecutionResult,
+    ExecutionSettings,
+    StepRecord,
+    execute,
+    plan_action,
+)
+from workmill.runner.logs import DEFAULT_LOG_CAP, CappedLog, Masker
+from workmill.runner.manifest import OutputsManifest, build_manifest, write_manifest
+from workmill.runner.outcome import (
+    MAX_REASON_BYTES,
+    RUNNER_REASONS,
+    ModuleStatus,
+    Outcome,
+    RunFacts,
+    decide,
+    failed,
+)
+from workmill.runner.workspace import (
+    TOKEN_VARS,
+    RunnerError,
+    Workspace,
+    base_environment,
+    create_workspace,
+    param_env,
+    runner_os,
+    workspace_path,
+    write_params,
+)
+from workmill.specs import ActionSpec, ModuleSpec
+
+Mode = Literal["run", "smoke"]
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class ModuleRunRequest:
+    """Everything one module run needs; build it with :meth:`from_repo` or by hand."""
+
+    module_dir: Path
+    module: ModuleSpec
+    action: ActionSpec
+    tenant_id: str
+    work_order_id: str
+    module_run_id: str
+    params: Mapping[str, Any]
+    runtime_dir: Path
+    catalog: ReasonCatalog
+    inputs_dir: Path | None = None  # $WM_INPUTS_DIR, <dep_module_id>/<file> filled by the caller
+    cache_dir: Path | None = None  # $WM_CACHE_DIR; default <runtime_dir>/.deps/<module_id>
+    mode: Mode = "run"
+    timeout_seconds: float | None = None  # default: module.timeout_minutes * 60
+    cancel: threading.Event | None = None
+    secrets: tuple[str, ...] = ()  # values masked in every log line
+    grant_env: Mapping[str, str] = field(default_factory=dict)  # e.g. {"GH_TOKEN": ...}; masked
+    replace_existing: bool = False  # else an existing workspace is refused
+    log_cap_bytes: int = DEFAULT_LOG_CAP  # per step log
+    kill_grace_seconds: float = 5.0  # SIGTERM → SIGKILL
+    params_schema: Any = _UNSET  # dict | None; default: the module's schemas/params.schema.json
+
+    @classmethod
+    def from_repo(
+        cls,
+        repo: PlatformRepo,
+        module_id: str,
+        *,
+        tenant_id: str,
+        work_order_id: str,
+        module_run_id: str,
+        params: Mapping[str, Any],
+        catalog: ReasonCatalog,
+        runtime_dir: Path | None = None,
+        **kw: Any,
+    ) -> ModuleRunRequest:
+        """A request for ``modules/<module_id>`` of ``repo``; WM_CACHE_DIR defaults to
+        ``<local_cache_dir>/deps/<module_id>``."""
+        kw.setdefault("cache_dir", repo.local_cache_dir / "deps" / module_id)
+        return cls(
+            module_dir=repo.module_dir(module_id),
+            module=repo.module(module_id),
+            action=repo.action(module_id),
+            tenant_id=tenant_id,
+            work_order_id=work_order_id,
+            module_run_id=module_run_id,
+            params=params,
+            runtime_dir=runtime_dir or repo.root / "runtime",
+            catalog=catalog,
+            **kw,
+        )
+
+
+@dataclass(frozen=True)
+class ModuleRunResult:
+    module_id: str
+    module_run_id: str
+    module_version: str
+    status: ModuleStatus
+    reason_code: str  # "" when COMPLETED
+    message: str
+    workspace: Path
+    outputs_dir: Path
+    manifest_path: Path
+    manifest: OutputsManifest
+    runner_log: Path
+    step_logs: list[Path]
+    steps: list[StepRecord]
+    action_outputs: dict[str, str]
+    warnings: list[str]
+    exit_code: int | None
+    started_at: str
+    finished_at: str
+    duration_ms: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is not ModuleStatus.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "module_id": self.module_id,
+            "module_run_id": self.module_run_id,
+            "module_version": self.module_version,
+            "status": str(self.status),
+            "reason_code": self.reason_code,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "workspace": str(self.workspace),
+            "outputs_dir": str(self.outputs_dir),
+            "manifest_path": str(self.manifest_path),
+            "outputs": self.manifest.to_dict()["files"],
+            "outputs_sha256": self.manifest.outputs_sha256,
+            "action_outputs": self.action_outputs,
+            "runner_log": str(self.runner_log),
+            "step_logs": [str(p) for p in self.step_logs],
+            "steps": [
+                {
+                    "index": s.index,
+                    "id": s.id,
+                    "name": s.name,
+                    "outcome": s.outcome,
+                    "conclusion": s.conclusion,
+                    "exit_code": s.exit_code,
+                    "duration_ms": s.duration_ms,
+                    "log": str(s.log_path) if s.log_path else None,
+                    "message": s.message,
+                }
+                for s in self.steps
+            ],
+            "warnings": self.warnings,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_ms": self.duration_ms,
+        }
+
+
+def _check_request(req: ModuleRunRequest) -> None:
+    for kind, value in (
+        (ids.IdKind.TENANT, req.tenant_id),
+        (ids.IdKind.WORK_ORDER, req.work_order_id),
+        (ids.IdKind.MODULE, req.module.module_id),
+        (ids.IdKind.MODULE_RUN, req.module_run_id),
+    ):
+        msg = ids.check(kind, value)
+        if msg:
+            raise RunnerError(msg)
+    missing = []
+    for name in RUNNER_REASONS:
+        try:
+            req.catalog.global_code(name)
+        except KeyError:
+            missing.append(name)
+    if missing:
+        raise RunnerError(
+            f"the reason catalog lacks {', '.join(missing)} "
+            "(add them to config/global_reasons.yml and run `workmill maintenance`)"
+        )
+    if req.mode not in ("run", "smoke"):
+        raise RunnerError(f"mode must be 'run' or 'smoke', not {req.mode!r}")
+
+
+def _read_reason(ws: Workspace) -> str | None:
+    """The stripped reason text, or None; never follows a link or blocks on a fifo."""
+    try:
+        fd = os.open(ws.reason_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "<unreadable reason file>"
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return "<reason file is not a regular file>"
+        data = fh.read(MAX_REASON_BYTES + 1)
+    text = data[:MAX_REASON_BYTES].decode("utf-8", "replace").strip()
+    return text or None
+
+
+def run_module(req: ModuleRunRequest) -> ModuleRunResult:
+    """Run one module in a fresh workspace and return its outcome (see module doc)."""
+    _check_request(req)
+    started = clock.now()
+    t0 = time.monotonic()
+    module = req.module
+    mid = module.module_id
+    root = workspace_path(req.runtime_dir, req.tenant_id, req.work_order_id, mid)
+    try:
+        ws = create_workspace(root, replace=req.replace_existing)
+    except OSError as exc:
+        raise RunnerError(f"{root}: cannot create the workspace: {exc.strerror}") from exc
+    secret_values = [os.environ.get(v, "") for v in TOKEN_VARS]
+    secret_values += list(req.secrets) + list(req.grant_env.values())
+    masker = Masker(secret_values)
+    rlog = CappedLog(ws.runner_log, masker, req.log_cap_bytes)
+    rlog.line(
+        f"workmill module run: module {mid} version {module.version} run {req.module_run_id} "
+        f"tenant {req.tenant_id} work order {req.work_order_id} mode {req.mode}"
+    )
+    outcome: Outcome | None = None
+    facts = RunFacts(exit_code=None)
+    exe = ExecutionResult(exit_code=None)
+    settings: ExecutionSettings | None = None
+    try:
+        try:
+            plan = plan_action(req.action)
+        except ActionRefused as exc:
+            outcome = failed(req.catalog, "MODULE_FAILED", f"action.yml refused: {exc}")
+        if outcome is None:
+            try:
+                schema = (
+                    load_params_schema(req.module_dir)
+                    if req.params_schema is _UNSET
+                    else req.params_schema
+                )
+                params = resolve_params(req.action, dict(req.params), schema)
+                penv, problems = param_env(params)
+                if problems:
+                    raise ParamsInvalid([SpecError.at("params", p).problems[0] for p in problems])
+            except ParamsInvalid as exc:
+                outcome = failed(req.catalog, "PARAMS_INVALID", str(exc).replace("\n", "; "))
+            except SpecError as exc:
+                outcome = failed(req.catalog, "MODULE_FAILED", str(exc).replace("\n", "; "))
+        if outcome is None:
+            write_params(ws, params)
+            inputs_dir = req.inputs_dir or (ws.root / "inputs")
+            inputs_dir.mkdir(parents=True, exist_ok=True)
+            cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / mid)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            platform_vars = {
+                "WM_TENANT_ID": req.tenant_id,
+                "WM_WORK_ORDER_ID": req.work_order_id,
+                "WM_MODULE_ID": mid,
+                "WM_MODULE_RUN_ID": req.module_run_id,
+                "WM_MODULE_VERSION": module.version,
+                "WM_PARAMS_FILE": str(ws.params_file),
+                "WM_INPUTS_DIR": str(inputs_dir.resolve()),
+                "WM_OUTPUTS_DIR": str(ws.outputs),
+                "WM_REASON_FILE": str(ws.reason_file),
+                "WM_MODE": req.mode,
+                "WM_CACHE_DIR": str(cache_dir.resolve()),
+                "GITHUB_ACTION_PATH": str(req.module_dir.resolve()),
+                "GITHUB_WORKSPACE": str(ws.work),
+                "RUNNER_TEMP": str(ws.tmp),
+                "RUNNER_OS": runner_os(),
+                "TMPDIR": str(ws.tmp),
+            }
+            env = base_environment(os.environ, {**platform_vars, **penv}, req.grant_env)
+            timeout = req.timeout_seconds
+            if timeout is None:
+                timeout = module.timeout_minutes * 60
+            ctx = Contexts(
+                {
+                    "inputs": dict(params),
+                    "env": {**platform_vars, **penv},
+                    "steps": {},
+                    "github": {
+                        "action_path": platform_vars["GITHUB_ACTION_PATH"],
+                        "workspace": str(ws.work),
+                    },
+                    "runner": {"temp": str(ws.tmp), "os": runner_os()},
+                }
+            )
+            settings = ExecutionSettings(
+                workspace=ws,
+                action_path=req.module_dir,
+                base_env=env,
+                contexts=ctx,
+                masker=masker,
+                runner_log=rlog,
+                deadline=t0 + timeout,
+                cancel=req.cancel,
+                grace_seconds=req.kill_grace_seconds,
+                log_cap=req.log_cap_bytes,
+            )
+            exe = execute(plan, settings)
+            facts = RunFacts(
+                exit_code=exe.exit_code,
+                failed_step=exe.failed_step,
+                timed_out=exe.timed_out,
+                cancelled=exe.cancelled,
+                reason_written=_read_reason(ws),
+            )
+    except Exception as exc:  # the platform's fault, never the tenant's: say so and go on
+        rlog.line("internal error:\n" + traceback.format_exc())
+        facts = RunFacts(exit_code=None, internal_error=f"{type(exc).__name__}: {exc}")
+        outcome = None
+    finally:
+        if settings is not None:
+            settings.groups.kill_all(req.kill_grace_seconds)
+            for lg in settings.step_logs:
+                lg.close()
+    report: ContractReport = check_outputs(ws.outputs, module.outputs)
+    if outcome is None:
+        outcome = decide(facts, report, req.catalog, mid)
+    manifest = build_manifest(mid, req.module_run_id, module.version, report.files)
+    write_manifest(ws.manifest_file, manifest)
+    finished = clock.now()
+    duration_ms = int((time.monotonic() - t0) * 1000)
+    rlog.line(
+        f"outcome: {outcome.status} {outcome.reason_code or '-'}: {outcome.message} "
+        f"({duration_ms} ms)"
+    )
+    rlog.close()
+    return ModuleRunResult(
+        module_id=mid,
+        module_run_id=req.module_run_id,
+        module_version=module.version,
+        status=outcome.status,
+        reason_code=outcome.reason_code,
+        message=masker.mask_text(outcome.message),
+        workspace=ws.root,
+        outputs_dir=ws.outputs,
+        manifest_path=ws.manifest_file,
+        manifest=manifest,
+        runner_log=ws.runner_log,
+        step_logs=[s.log_path for s in exe.steps if s.log_path is not None],
+        steps=exe.steps,
+        action_outputs=exe.outputs,
+        warnings=exe.warnings,
+        exit_code=exe.exit_code,
+        started_at=clock.iso(started),
+        finished_at=clock.iso(finished),
+        duration_ms=duration_ms,
+    )

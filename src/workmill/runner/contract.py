@@ -1,0 +1,237 @@
+"""The output contract (SPEC §6), usable on any outputs directory.
+
+The orchestrator calls :func:`check_outputs` on outputs a module just wrote
+and on outputs restored from cache, a release or assets. Files are opened
+with ``O_NOFOLLOW`` and checked with ``fstat``: a symlink, fifo, device or
+socket is never read (a fifo could block us forever, a symlink could leak
+another tenant's file).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from workmill.specs import OutputSpec
+
+TEXT_FORMATS = ("text", "md", "html", "svg", "xml", "yaml")
+MAX_PARSE_BYTES = 256 * 1024 * 1024  # json/csv/text larger than this are checked by decode only
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    """One entry found under an outputs directory (not followed if it is a link)."""
+
+    path: str  # relative, POSIX
+    kind: str  # file | symlink | fifo | device | socket | dir | other
+    size_bytes: int
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "other"
+
+
+def scan_outputs(outputs_dir: Path) -> list[OutputEntry]:
+    """Every entry below ``outputs_dir`` via lstat, sorted; directories are walked, links not."""
+    out: list[OutputEntry] = []
+
+    def walk(d: Path, rel: str) -> Iterator[OutputEntry]:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            return
+        for name in names:
+            p = d / name
+            r = f"{rel}{name}"
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            k = _kind(st.st_mode)
+            if k == "dir":
+                yield from walk(p, r + "/")
+            else:
+                yield OutputEntry(r, k, st.st_size if k == "file" else 0)
+
+    if outputs_dir.is_dir() and not outputs_dir.is_symlink():
+        out.extend(walk(outputs_dir, ""))
+    return out
+
+
+def open_regular(outputs_dir: Path, rel: str) -> int:
+    """An fd for ``outputs_dir/rel`` that is a regular file reached without any symlink."""
+    fd = os.open(outputs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        parts = rel.split("/")
+        for part in parts[:-1]:
+            if part in ("", ".", ".."):
+                raise OSError(f"unsafe path segment {part!r}")
+            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        if parts[-1] in ("", ".", ".."):
+            raise OSError(f"unsafe path segment {parts[-1]!r}")
+        ffd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    st = os.fstat(ffd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(ffd)
+        raise OSError(f"not a regular file ({_kind(st.st_mode)})")
+    return ffd
+
+
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "jpeg": (b"\xff\xd8\xff",),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "ogg": (b"OggS",),
+    "pdf": (b"%PDF-",),
+}
+
+
+def check_format(head: bytes, data: bytes | None, fmt: str) -> str | None:
+    """None when the content matches ``fmt``; else why not.
+
+    ``head`` is the first bytes; ``data`` the whole file for the parsed formats.
+    """
+    if fmt == "binary":
+        return None
+    if fmt in _MAGIC:
+        if any(head.startswith(m) for m in _MAGIC[fmt]):
+            return None
+        return f"does not start with the {fmt} signature"
+    if fmt in ("webp", "wav"):
+        tag = b"WEBP" if fmt == "webp" else b"WAVE"
+        if head[:4] == b"RIFF" and head[8:12] == tag:
+            return None
+        return f"is not a RIFF/{tag.decode()} file"
+    if fmt == "mp3":
+        if head.startswith(b"ID3") or (
+            len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+        ):
+            return None
+        return "is neither ID3-tagged nor an MPEG audio frame"
+    assert data is not None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"is not UTF-8 (byte {exc.start})"
+    if fmt == "json":
+        try:
+            json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            return f"is not valid JSON ({str(exc)[:80]})"
+        return None
+    if fmt == "csv":
+        return _check_csv(text)
+    lowered = text[:4096].lstrip().lower()
+    if fmt == "svg" and "<svg" not in text[:65536].lower():
+        return "has no <svg> element"
+    if fmt == "html" and not lowered.startswith("<"):
+        return "does not start with markup"
+    if fmt == "xml" and not lowered.startswith("<"):
+        return "does not start with '<'"
+    return None
+
+
+def _check_csv(text: str) -> str | None:
+    if not text.strip():
+        return "is empty (a CSV needs at least a header row)"
+    try:
+        rows = csv.reader(io.StringIO(text, newline=""), strict=True)
+        header = next(rows)
+        for n, row in enumerate(rows, start=2):
+            if row and len(row) != len(header):
+                return f"row {n} has {len(row)} fields, the header has {len(header)}"
+    except csv.Error as exc:
+        return f"is not valid CSV ({exc})"
+    return None
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    path: str
+    size_bytes: int
+    sha256: str
+    format: str
+    problem: str | None
+
+
+def inspect_file(outputs_dir: Path, rel: str, fmt: str) -> FileCheck:
+    """Hash and format-check one file (never following links); problem set on failure."""
+    try:
+        fd = open_regular(outputs_dir, rel)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return FileCheck(rel, 0, "", fmt, f"cannot be read safely: {why}")
+    h = hashlib.sha256()
+    size = 0
+    head = b""
+    keep = fmt in ("json", "csv", *TEXT_FORMATS)
+    chunks: list[bytes] = []
+    with os.fdopen(fd, "rb") as fh:
+        while block := fh.read(1 << 20):
+            if not head:
+                head = block[:64]
+            h.update(block)
+            size += len(block)
+            if keep and size <= MAX_PARSE_BYTES:
+                chunks.append(block)
+    data = b"".join(chunks) if keep and size <= MAX_PARSE_BYTES else None
+    # a text file too large to parse here is hashed and accepted
+    problem = None if keep and data is None else check_format(head, data, fmt)
+    return FileCheck(rel, size, h.hexdigest(), fmt, problem)
+
+
+@dataclass(frozen=True)
+class ContractReport:
+    files: list[FileCheck]  # every readable regular file, declared or not
+    problems: list[str]  # empty when the contract holds
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_outputs(outputs_dir: Path, declared: Iterable[OutputSpec]) -> ContractReport:
+    """Every declared output present, regular, inside the dir and of its format;
+    no symlink/fifo/device/socket anywhere under the dir."""
+    declared = list(declared)
+    fmt_of = {o.name: o.format for o in declared}
+    problems: list[str] = []
+    files: list[FileCheck] = []
+    entries = {e.path: e for e in scan_outputs(outputs_dir)}
+    for e in entries.values():
+        if e.kind != "file":
+            problems.append(f"{e.path}: is a {e.kind}, not a regular file (never read)")
+            continue
+        fc = inspect_file(outputs_dir, e.path, fmt_of.get(e.path, "binary"))
+        if fc.problem is not None:
+            problems.append(f"{e.path}: {fc.problem}")
+            if fc.sha256 == "":
+                continue
+        files.append(fc)
+    for o in declared:
+        if o.name not in entries:
+            problems.append(f"{o.name}: declared output is missing")
+    return ContractReport(files, problems)

@@ -1,0 +1,398 @@
+"""Interpreting a composite ``action.yml`` locally, as GitHub runs it.
+
+:func:`plan_action` checks the whole action before anything runs (unknown
+shells, ``uses:`` steps, malformed expressions are refused up front, never
+half-way through a paid run); :func:`execute` runs the planned steps.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workmill.errors import WorkmillError
+from workmill.runner.commands import (
+    CommandFileError,
+    parse_key_values,
+    parse_path_file,
+    read_command_file,
+)
+from workmill.runner.evaluate import Contexts, evaluate, render, truthy
+from workmill.runner.expressions import (
+    ExpressionError,
+    Node,
+    Segment,
+    parse_condition,
+    parse_template,
+)
+from workmill.runner.injection import substitute_run
+from workmill.runner.logs import CappedLog, Masker
+from workmill.runner.process import ProcessGroups, run_step_process
+from workmill.runner.workspace import RESERVED_PREFIXES, Workspace
+from workmill.specs import ActionSpec, ActionStep
+
+SHELLS = ("bash", "sh", "python")
+_SUFFIX = {"bash": ".sh", "sh": ".sh", "python": ".py"}
+
+
+class ActionRefused(WorkmillError):
+    """The action cannot be run locally (unsupported step kind, shell, expression)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def shell_argv(shell: str, script: Path) -> list[str]:
+    if shell == "bash":
+        return ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)]
+    if shell == "sh":
+        return ["sh", "-e", str(script)]
+    return [sys.executable, str(script)]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    index: int  # 1-based
+    step: ActionStep
+    label: str  # "step 2 (build)"
+    log_name: str
+    condition: Node
+    run: list[Segment]
+    env: dict[str, list[Segment]]
+    working_directory: list[Segment] | None
+    continue_on_error: Node | bool
+    timeout_seconds: float | None
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    steps: list[StepPlan]
+    outputs: dict[str, list[Segment]]
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40]
+    return s or "run"
+
+
+def plan_action(action: ActionSpec) -> ActionPlan:
+    """Every problem that would stop this action, found before anything runs."""
+    problems: list[str] = []
+    if action.runs.using != "composite":
+        problems.append(
+            f"runs.using: {action.runs.using!r} is not supported; workmill runs composite actions"
+        )
+    steps: list[StepPlan] = []
+    ids: set[str] = set()
+
+    def parsed(where: str, text: str) -> list[Segment]:
+        try:
+            return parse_template(text)
+        except ExpressionError as exc:
+            problems.append(f"{where}: {exc}")
+            return []
+
+    for i, st in enumerate(action.runs.steps, start=1):
+        label = f"step {i}" + (f" ({st.id or st.name})" if (st.id or st.name) else "")
+        where = f"runs.steps[{i - 1}]"
+        if st.uses is not None:
+            problems.append(
+                f"{where}: 'uses: {st.uses}' is not supported locally; "
+                "write the step as a run: step"
+            )
+            continue
+        shell = st.shell or ""
+        if shell not in SHELLS:
+            problems.append(
+                f"{where}.shell: {shell!r} is not supported; use one of {', '.join(SHELLS)}"
+            )
+        if st.id is not None:
+            if st.id.lower() in ids:
+                problems.append(f"{where}.id: {st.id!r} is used by an earlier step")
+            ids.add(st.id.lower())
+        try:
+            cond = parse_condition(st.if_)
+        except ExpressionError as exc:
+            problems.append(f"{where}.if: {exc}")
+            cond = parse_condition(None)
+        coe: Node | bool
+        if isinstance(st.continue_on_error, bool):
+            coe = st.continue_on_error
+        else:
+            try:
+                coe = parse_condition(st.continue_on_error)
+            except ExpressionError as exc:
+                problems.append(f"{where}.continue-on-error: {exc}")
+                coe = False
+        if st.name:
+            parsed(f"{where}.name", st.name)
+        env = {
+            k: parsed(f"{where}.env.{k}", str(v) if not isinstance(v, bool) else str(v).lower())
+            for k, v in st.env.items()
+        }
+        wd = (
+            parsed(f"{where}.working-directory", st.working_directory)
+            if st.working_directory
+            else None
+        )
+        run = parsed(f"{where}.run", st.run or "")
+        steps.append(
+            StepPlan(
+                index=i,
+                step=st,
+                label=label,
+                log_name=f"step-{i:02d}-{_slug(st.id or st.name or 'run')}.log",
+                condition=cond,
+                run=run,
+                env=env,
+                working_directory=wd,
+                continue_on_error=coe,
+                timeout_seconds=st.timeout_minutes * 60 if st.timeout_minutes else None,
+            )
+        )
+    outputs = {
+        name: parsed(f"outputs.{name}.value", out.value or "")
+        for name, out in action.outputs.items()
+    }
+    if problems:
+        raise ActionRefused(problems)
+    return ActionPlan(steps, outputs)
+
+
+def check_action(action: ActionSpec) -> list[str]:
+    """Problems that would make workmill refuse this action (for ``workmill validate``)."""
+    try:
+        plan_action(action)
+    except ActionRefused as exc:
+        return exc.problems
+    return []
+
+
+@dataclass
+class StepRecord:
+    index: int
+    id: str | None
+    name: str | None
+    outcome: str  # success | failure | skipped | cancelled
+    conclusion: str
+    exit_code: int | None
+    log_path: Path | None
+    duration_ms: int
+    message: str = ""
+
+
+@dataclass
+class ExecutionResult:
+    steps: list[StepRecord] = field(default_factory=list)
+    exit_code: int | None = 0
+    failed_step: str = ""
+    timed_out: bool = False
+    cancelled: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExecutionSettings:
+    workspace: Workspace
+    action_path: Path
+    base_env: dict[str, str]
+    contexts: Contexts
+    masker: Masker
+    runner_log: CappedLog
+    deadline: float  # time.monotonic()
+    cancel: threading.Event | None
+    grace_seconds: float
+    log_cap: int
+    step_logs: list[CappedLog] = field(default_factory=list)
+    groups: ProcessGroups = field(default_factory=ProcessGroups)
+
+
+def execute(plan: ActionPlan, s: ExecutionSettings) -> ExecutionResult:
+    """Run the steps in order with GitHub's if/continue-on-error/status semantics."""
+    res = ExecutionResult()
+    ctx = s.contexts
+    steps_ctx: dict[str, Any] = ctx.values.setdefault("steps", {})
+    github_env: dict[str, str] = {}
+    extra_path: list[str] = []
+    expr_counter = [0]
+
+    def next_var() -> str:
+        expr_counter[0] += 1
+        return f"WM_EXPR_{expr_counter[0]}"
+
+    def log(msg: str) -> None:
+        s.runner_log.line(msg)
+
+    for sp in plan.steps:
+        st = sp.step
+        t0 = time.monotonic()
+        if s.cancel is not None and s.cancel.is_set():
+            res.cancelled = True
+        if time.monotonic() >= s.deadline:
+            res.timed_out = True
+        if res.cancelled or res.timed_out:
+            break
+        rec = StepRecord(sp.index, st.id, st.name, "skipped", "skipped", None, None, 0)
+        res.steps.append(rec)
+        step_failed, message, exit_code = False, "", None
+        try:
+            run_it = truthy(evaluate(sp.condition, ctx))
+        except ExpressionError as exc:
+            run_it, step_failed, message = False, True, f"if: {exc}"
+        if run_it:
+            try:
+                exit_code, message = _run_one(
+                    sp, s, ctx, github_env, extra_path, next_var, res, rec
+                )
+            except (ExpressionError, CommandFileError) as exc:
+                step_failed, message = True, str(exc)
+            if res.timed_out or res.cancelled:
+                rec.outcome = rec.conclusion = "cancelled"
+                rec.duration_ms = int((time.monotonic() - t0) * 1000)
+                log(f"{sp.label}: {'timed out' if res.timed_out else 'cancelled'}; killed")
+                res.exit_code = None
+                break
+            step_failed = step_failed or exit_code != 0 or bool(message)
+        if not run_it and not step_failed:
+            log(f"{sp.label}: skipped (if: evaluated false)")
+        else:
+            rec.outcome = "failure" if step_failed else "success"
+            rec.exit_code = exit_code
+            rec.message = message
+            coe = sp.continue_on_error
+            try:
+                cont = coe if isinstance(coe, bool) else truthy(evaluate(coe, ctx))
+            except ExpressionError:
+                cont = False
+            rec.conclusion = "success" if (step_failed and cont) else rec.outcome
+            if step_failed:
+                what = message or f"exited with code {exit_code}"
+                log(f"{sp.label}: failed: {what}" + (" (continue-on-error)" if cont else ""))
+                if not cont and not ctx.status.failed:
+                    ctx.status.failed = True
+                    res.exit_code = exit_code if exit_code not in (0, None) else 1
+                    res.failed_step = f"{sp.label} " + (
+                        f"exited with code {exit_code}" if not message else f"failed: {message}"
+                    )
+            else:
+                log(f"{sp.label}: succeeded")
+        rec.duration_ms = int((time.monotonic() - t0) * 1000)
+        if st.id:
+            entry = steps_ctx.setdefault(st.id, {"outputs": {}})
+            entry["outcome"] = rec.outcome
+            entry["conclusion"] = rec.conclusion
+    if not (res.timed_out or res.cancelled):
+        for name, segs in plan.outputs.items():
+            try:
+                res.outputs[name] = render(segs, ctx)
+            except ExpressionError as exc:
+                res.warnings.append(f"outputs.{name}: {exc}")
+                res.outputs[name] = ""
+    return res
+
+
+def _run_one(
+    sp: StepPlan,
+    s: ExecutionSettings,
+    ctx: Contexts,
+    github_env: dict[str, str],
+    extra_path: list[str],
+    next_var,
+    res: ExecutionResult,
+    rec: StepRecord,
+) -> tuple[int | None, str]:
+    """Run one step; returns (exit code, failure message or '')."""
+    st = sp.step
+    shell = st.shell or "bash"
+    ws = s.workspace
+    step_env = {k: render(v, ctx) for k, v in sp.env.items()}
+    # the step's own env is visible to its run: and working-directory, as on GitHub
+    saved_env = ctx.values.get("env", {})
+    ctx.values["env"] = {**saved_env, **step_env}
+    try:
+        wd = ws.work
+        if sp.working_directory is not None:
+            text = render(sp.working_directory, ctx)
+            p = Path(text)
+            wd = p if p.is_absolute() else ws.work / p
+            if not wd.is_dir():
+                return None, f"working-directory {text!r} does not exist"
+        sub = substitute_run(sp.run, ctx, shell, next_var)
+    finally:
+        ctx.values["env"] = saved_env
+    for w in sub.warnings:
+        msg = f"{sp.label}: warning: {w}"
+        res.warnings.append(msg)
+        s.runner_log.line(msg)
+    n = f"{sp.index:02d}"
+    script = ws.steps / f"{n}{_SUFFIX[shell]}"
+    script.write_text(sub.script, encoding="utf-8")
+    files = {
+        "GITHUB_OUTPUT": ws.steps / f"{n}.output",
+        "GITHUB_ENV": ws.steps / f"{n}.env",
+        "GITHUB_PATH": ws.steps / f"{n}.path",
+    }
+    for f in files.values():
+        f.touch()
+    env = dict(s.base_env)
+    env.update(github_env)
+    env.update(step_env)
+    env.update(sub.env)
+    env.update({k: str(v) for k, v in files.items()})
+    if extra_path:
+        env["PATH"] = ":".join([*extra_path, env.get("PATH", "")])
+    bad = [k for k, v in env.items() if "\0" in v or "\0" in k or "=" in k or not k]
+    if bad:
+        return None, f"environment variable {bad[0]!r} has a NUL character or a bad name"
+    log = CappedLog(ws.logs / sp.log_name, s.masker, s.log_cap)
+    s.step_logs.append(log)
+    rec.log_path = log.path
+    deadline = s.deadline
+    if sp.timeout_seconds is not None:
+        deadline = min(deadline, time.monotonic() + sp.timeout_seconds)
+    s.runner_log.line(f"{sp.label}: running ({shell}) in {wd}")
+    pr = run_step_process(
+        shell_argv(shell, script),
+        env=env,
+        cwd=wd,
+        log=log,
+        deadline=deadline,
+        cancel=s.cancel,
+        groups=s.groups,
+        grace_seconds=s.grace_seconds,
+    )
+    if pr.cancelled:
+        res.cancelled = True
+        return None, "cancelled"
+    if pr.timed_out:
+        if deadline < s.deadline:  # the step's own timeout-minutes: a step failure
+            return None, f"step timed out after {sp.timeout_seconds:g} s"
+        res.timed_out = True
+        return None, "timed out"
+    if pr.error:
+        return None, pr.error
+    # command files are read whatever the exit code, as GitHub does
+    outputs = parse_key_values(read_command_file(files["GITHUB_OUTPUT"]), "GITHUB_OUTPUT")
+    new_env = parse_key_values(read_command_file(files["GITHUB_ENV"]), "GITHUB_ENV")
+    paths = parse_path_file(read_command_file(files["GITHUB_PATH"]))
+    if st.id:
+        ctx.values["steps"].setdefault(st.id, {"outputs": {}})["outputs"].update(outputs)
+    for k, v in new_env.items():
+        if k.upper().startswith(RESERVED_PREFIXES) or k.upper() in ("PATH", "HOME"):
+            msg = f"{sp.label}: warning: GITHUB_ENV may not set {k}; ignored"
+            res.warnings.append(msg)
+            s.runner_log.line(msg)
+            continue
+        github_env[k] = v
+        ctx.values.setdefault("env", {})[k] = v
+    for p in paths:
+        if p not in extra_path:
+            extra_path.insert(0, p)
+    return pr.exit_code, ""

@@ -1,0 +1,185 @@
+"""A module run's fresh workspace and the clean environment its steps get (SPEC §6).
+
+Layout (all under ``<runtime>/<tenant>/<work_order>/<module>/``)::
+
+    outputs/                 WM_OUTPUTS_DIR
+    logs/runner.log          workmill's own log of the run
+    logs/step-NN-<id>.log    each step's stdout+stderr (masked, capped)
+    work/                    GITHUB_WORKSPACE, default working directory
+    tmp/                     RUNNER_TEMP and TMPDIR
+    steps/                   step scripts and their command files
+    params.json              WM_PARAMS_FILE
+    reason.txt               WM_REASON_FILE (written by the module, if at all)
+    outputs_manifest.json    written after every run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workmill.errors import WorkmillError
+
+# Variables a module inherits from workmill's own environment; nothing else leaks in.
+ALLOWED_PARENT_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "VIRTUAL_ENV",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
+TOKEN_VARS = ("GH_TOKEN", "GITHUB_TOKEN")
+RESERVED_PREFIXES = ("WM_", "GITHUB_", "RUNNER_")
+
+
+class RunnerError(WorkmillError):
+    """The run could not even start (bad request, workspace exists, catalog incomplete)."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps"
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / "params.json"
+
+    @property
+    def reason_file(self) -> Path:
+        return self.root / "reason.txt"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / "outputs_manifest.json"
+
+    @property
+    def runner_log(self) -> Path:
+        return self.logs / "runner.log"
+
+
+def workspace_path(runtime_dir: Path, tenant_id: str, work_order_id: str, module_id: str) -> Path:
+    return runtime_dir / tenant_id / work_order_id / module_id
+
+
+def create_workspace(root: Path, *, replace: bool) -> Workspace:
+    """A fresh, empty workspace; an existing one is refused unless ``replace``."""
+    if root.is_symlink():
+        raise RunnerError(f"{root}: workspace path is a symlink; refusing to use it")
+    if root.exists():
+        if not replace:
+            raise RunnerError(
+                f"{root}: workspace already exists (a previous run of this module in this "
+                "work order); remove it or run with replace"
+            )
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700)
+    ws = Workspace(root)
+    for d in (ws.outputs, ws.logs, ws.work, ws.tmp, ws.steps):
+        d.mkdir()
+    return ws
+
+
+def param_env_name(name: str) -> str:
+    return "WM_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def param_env(params: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """``WM_PARAM_<NAME>`` for each top-level scalar param, and any problems."""
+    out: dict[str, str] = {}
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for name, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif value is None:
+            text = ""
+        elif isinstance(value, int | float | str):
+            text = str(value)
+        else:
+            continue  # lists/objects are in WM_PARAMS_FILE only
+        key = param_env_name(name)
+        if key in owner:
+            problems.append(f"params.{name}: maps to {key} like params.{owner[key]}")
+            continue
+        if "\0" in text:
+            problems.append(f"params.{name}: contains a NUL character")
+            continue
+        owner[key] = name
+        out[key] = text
+    return out, problems
+
+
+def runner_os() -> str:
+    return {"Linux": "Linux", "Darwin": "macOS", "Windows": "Windows"}.get(
+        platform.system(), platform.system()
+    )
+
+
+def base_environment(
+    parent: Mapping[str, str], platform_vars: Mapping[str, str], granted: Mapping[str, str]
+) -> dict[str, str]:
+    """Allow-listed parent variables + the SPEC §6 variables + explicit grants.
+
+    ``GH_TOKEN``/``GITHUB_TOKEN`` reach a module only through ``granted``.
+    """
+    env = {k: parent[k] for k in ALLOWED_PARENT_ENV if k in parent}
+    py_bin = str(Path(sys.executable).parent)
+    path = env.get("PATH", os.defpath)
+    if path.split(os.pathsep)[0] != py_bin:
+        # `python` in a bash step is the interpreter workmill runs under (its venv)
+        path = py_bin + os.pathsep + path
+    env["PATH"] = path
+    env.setdefault("LANG", "C.UTF-8")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(granted)
+    env.update(platform_vars)
+    return env
+
+
+def write_params(ws: Workspace, params: Mapping[str, Any]) -> None:
+    ws.params_file.write_text(
+        json.dumps(params, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
