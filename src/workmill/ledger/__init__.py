@@ -18,7 +18,7 @@ from workmill.ledger.postings import (
     spend_posting,
     topup_posting,
 )
-from workmill.ledger.quote import (
+from workmill.ledger.pricing import (
     Allocation,
     OrderLine,
     OrderRejected,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from workmill import ids
 from workmill.errors import LedgerError
-from workmill.ledger.quote import Allocation, OrderRejected, Quote, QuoteLine
+from workmill.ledger.pricing import Allocation, OrderRejected, Quote, QuoteLine
 from workmill.ledger.records import (
     MAX_AMOUNT,
     MAX_BALANCE,

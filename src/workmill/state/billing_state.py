@@ -13,11 +13,11 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import workmill.ledger.postings as lp
+import workmill.ledger.pricing as lq
 from workmill import billing_tables as bt
 from workmill import clock, ids
 from workmill.errors import LedgerError, StateError
-from workmill.ledger import postings as lp
-from workmill.ledger import quote as lq
 from workmill.ledger.records import (
     Item,
     Posting,
