@@ -45,7 +45,8 @@ for _module_ in (_repo, _billing, _module, _cache, _run):
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, print WorkmillErrors as one line each, return the exit code."""
     try:
-        cli.main(args=argv, prog_name="workmill", standalone_mode=False)
+        # without standalone mode click *returns* the code of ctx.exit(N)
+        rv = cli.main(args=argv, prog_name="workmill", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
 
 
 def _console_main() -> None:  # pragma: no cover - exercised through subprocess tests
