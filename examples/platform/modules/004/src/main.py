@@ -39,8 +39,7 @@ def render(title: str, bars: list[tuple[str, Decimal]], color: str, w: int, h: i
         )
         if step:
             parts.append(
-                f'<line x1="{left}" y1="{y:.1f}" x2="{w - right}" y2="{y:.1f}" '
-                'stroke="#dddddd"/>'
+                f'<line x1="{left}" y1="{y:.1f}" x2="{w - right}" y2="{y:.1f}" stroke="#dddddd"/>'
             )
     for i, (label, value) in enumerate(bars):
         bar_h = float(value / peak) * plot_h

@@ -41,7 +41,9 @@ def main() -> None:
     if os.environ.get("WM_MODE") != "smoke":
         time.sleep(float(params["delay_seconds"]))  # the "upload"
 
-    lines = [f"-- staged by workmill module 007 for work order {os.environ.get('WM_WORK_ORDER_ID', '-')}"]
+    lines = [
+        f"-- staged by workmill module 007 for work order {os.environ.get('WM_WORK_ORDER_ID', '-')}"
+    ]
     lines.append(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(c + ' TEXT' for c in COLUMNS)});")
     for r in rows:
         values = ", ".join(literal(r.get(c) or "") for c in COLUMNS)
