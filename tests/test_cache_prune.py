@@ -11,9 +11,12 @@ from workmill.billing_tables import CACHE_INDEX
 from workmill.cache import CacheRequest, LocalCacheBackend, apply_all, store
 from workmill.cache.index import INDEX_COLUMNS, find_orphans, record_hit, select_expired
 from workmill.cache.prune import list_cache, prune
+from workmill.repo import PlatformRepo
+from workmill.state import BillingStore
 from workmill.tables import read_table, write_table
 
 NOW = clock.parse_iso(FIXED_NOW)
+WC = ("--billing-state-dir", ".billing-state")
 
 
 def req(tenant: str, rows: int) -> CacheRequest:
@@ -116,7 +119,7 @@ def test_cli_cache_prune__dry_run_then_delete(tmp_path, cli):
     keys = populate(tmp_path)
     index = tmp_path / ".billing-state" / CACHE_INDEX
     before = index.read_bytes()
-    dry = cli("cache", "prune", cwd=tmp_path)
+    dry = cli("cache", "prune", *WC, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert "dry run" in dry.stdout
     assert "would register 1 orphan entry (1000 B)" in dry.stdout
@@ -125,7 +128,7 @@ def test_cli_cache_prune__dry_run_then_delete(tmp_path, cli):
     assert index.read_bytes() == before
     assert (tmp_path / ".workmill" / "cache" / "entries" / keys["A"]).is_dir()
 
-    done = cli("cache", "prune", "--delete", "--json", cwd=tmp_path)
+    done = cli("cache", "prune", "--delete", "--json", *WC, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["dry_run"] is False and data["deleted"] == [keys["A"]]
@@ -135,33 +138,35 @@ def test_cli_cache_prune__dry_run_then_delete(tmp_path, cli):
     assert set(rows) == {keys["B"], keys["C"], keys["D"]}
     assert rows[keys["C"]]["origin"] == "orphan"
 
-    again = cli("cache", "prune", "--delete", cwd=tmp_path)
+    again = cli("cache", "prune", "--delete", *WC, cwd=tmp_path)
     assert "registered 0 orphan entries" in again.stdout and "deleted 0 expired" in again.stdout
 
 
 def test_cli_cache_list__filters(tmp_path, cli):
     keys = populate(tmp_path)
-    res = cli("cache", "list", "--json", cwd=tmp_path)
+    res = cli("cache", "list", "--json", *WC, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert {e["cache_key"] for e in json.loads(res.stdout)["entries"]} == set(keys.values())
-    res = cli("cache", "list", "--tenant-id", "Zx98Yw", "--json", cwd=tmp_path)
+    res = cli("cache", "list", "--tenant-id", "Zx98Yw", "--json", *WC, cwd=tmp_path)
     assert [e["cache_key"] for e in json.loads(res.stdout)["entries"]] == [keys["C"]]
-    res = cli("cache", "list", "--expired", cwd=tmp_path)
+    res = cli("cache", "list", "--expired", *WC, cwd=tmp_path)
     assert res.returncode == 0
     assert keys["A"][:16] in res.stdout and keys["B"][:16] not in res.stdout
     assert "3 entries" in res.stdout
 
 
 def test_cli_cache__bad_input_is_one_clear_line(tmp_path, cli):
-    res = cli("cache", "list", cwd=tmp_path)
+    res = cli("cache", "list", *WC, cwd=tmp_path)
     assert res.returncode == 1 and "cache_index.csv" in res.stderr and "Traceback" not in res.stderr
     assert "state pull" in res.stderr
+    res = cli("cache", "prune", cwd=tmp_path)
+    assert res.returncode == 1 and "bootstrap" in res.stderr and "Traceback" not in res.stderr
     res = cli("cache", "list", "--tenant-id", "bad!", cwd=tmp_path)
     assert res.returncode == 2 and "--tenant-id" in res.stderr
     state = tmp_path / ".billing-state"
     state.mkdir()
     (state / CACHE_INDEX).write_text("cache_key,tenant_id\n")
-    res = cli("cache", "prune", "--delete", cwd=tmp_path)
+    res = cli("cache", "prune", "--delete", *WC, cwd=tmp_path)
     assert res.returncode == 1 and "missing column" in res.stderr
     assert (state / CACHE_INDEX).read_text() == "cache_key,tenant_id\n"
 
@@ -170,3 +175,43 @@ def test_cli_cache__help_has_examples(cli, tmp_path):
     for args in (("cache",), ("cache", "list"), ("cache", "prune")):
         res = cli(*args, "-h", cwd=tmp_path)
         assert res.returncode == 0 and "Example:" in res.stdout
+
+
+def test_cli_cache_prune__commits_to_the_state_store(tmp_path, cli):
+    keys = populate(tmp_path)
+    rows = read_table(tmp_path / ".billing-state" / CACHE_INDEX, INDEX_COLUMNS)
+    (tmp_path / "releases" / "billing-state-v1").mkdir(parents=True)
+    repo = PlatformRepo.open(tmp_path)
+    store_ = BillingStore.open(repo)
+    assert store_.bootstrap(repo.templates_dir)
+    store_.commit_with_retry(lambda s: s.set_rows(CACHE_INDEX, rows))
+    rev = store_.head_revision()
+
+    dry = cli("cache", "prune", "--json", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["index_written_to"] is None
+    assert store_.head_revision() == rev
+
+    done = cli("cache", "prune", "--delete", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "cache index updated in billing state 'billing-state-v1'" in done.stdout
+    assert store_.head_revision() == rev + 1
+    stored = {r["cache_key"]: r for r in store_.load().rows(CACHE_INDEX)}
+    assert set(stored) == {keys["B"], keys["C"], keys["D"]}
+    assert stored[keys["C"]]["origin"] == "orphan"
+    listed = cli("cache", "list", "--json", cwd=tmp_path)
+    assert {e["cache_key"] for e in json.loads(listed.stdout)["entries"]} == set(stored)
+
+
+def test_prune_mutation__keeps_a_row_re_saved_meanwhile(tmp_path):
+    keys = populate(tmp_path)
+    backend = LocalCacheBackend(tmp_path / ".workmill" / "cache")
+    rows = read_table(tmp_path / ".billing-state" / CACHE_INDEX)
+    report = prune(backend, rows, now=NOW, hold_days=365, delete=True)
+    fresher = [
+        {**r, "expires_at": "2027-01-01T00:00:00Z"} if r["cache_key"] == keys["A"] else r
+        for r in rows
+    ]
+    assert report.mutation is not None
+    assert keys["A"] in {r["cache_key"] for r in report.mutation(fresher)}
+    assert keys["E"] not in {r["cache_key"] for r in report.mutation(fresher)}

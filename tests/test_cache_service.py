@@ -77,7 +77,7 @@ def test_public_api__is_pinned():
             "INDEX_COLUMNS", "CacheBackend", "CacheCorrupt", "CacheError", "CacheHit",
             "CacheKeyError", "CacheProblem", "CacheRequest", "CacheUnavailable", "EntryFile",
             "EntryInfo", "EntryManifest", "IndexMutation", "LocalCacheBackend", "RestoredFile",
-            "StoreResult", "apply_all", "build_request", "cache_key", "canonical_params",
+            "StoreResult", "apply_all", "apply_to_state", "build_request", "cache_key", "canonical_params",
             "input_hashes", "lookup_and_restore", "module_deps_dir", "open_backend",
             "outputs_files", "retention_days_for", "store",
         ]

@@ -18,7 +18,7 @@ from workmill.cache.backend import (
     EntryManifest,
     RestoredFile,
 )
-from workmill.cache.index import INDEX_COLUMNS, IndexMutation, apply_all
+from workmill.cache.index import INDEX_COLUMNS, IndexMutation, apply_all, apply_to_state
 from workmill.cache.keys import CacheKeyError, cache_key, canonical_params, input_hashes
 from workmill.cache.local import LocalCacheBackend
 from workmill.cache.service import (
@@ -53,6 +53,7 @@ __all__ = [
     "RestoredFile",
     "StoreResult",
     "apply_all",
+    "apply_to_state",
     "build_request",
     "cache_key",
     "canonical_params",

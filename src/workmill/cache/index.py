@@ -8,15 +8,16 @@ a commit conflict.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from workmill import clock
 from workmill.billing_tables import CACHE_INDEX, COLUMNS
 from workmill.cache.backend import EntryInfo
 from workmill.errors import WorkmillError
-from workmill.tables import Row
+from workmill.tables import Row, header_with_extras
 
 INDEX_COLUMNS: tuple[str, ...] = COLUMNS[CACHE_INDEX]
 ORIGIN_PLATFORM = "platform"
@@ -148,3 +149,22 @@ def apply_all(rows: Sequence[Row], mutations: Iterable[IndexMutation]) -> list[R
     for m in mutations:
         out = m.apply(out)
     return out
+
+
+class IndexHolder(Protocol):
+    """What :func:`apply_to_state` needs of a loaded billing state (``BillingState``)."""
+
+    def rows(self, table: str) -> list[Row]: ...
+
+    def header(self, table: str) -> list[str]: ...
+
+    def set_rows(
+        self, table: str, rows: Iterable[Mapping[str, Any]], header: Sequence[str] = ()
+    ) -> None: ...
+
+
+def apply_to_state(state: IndexHolder, mutations: Iterable[IndexMutation]) -> list[Row]:
+    """Apply mutations to the state's cache_index.csv (use inside ``commit_with_retry``)."""
+    rows = apply_all(state.rows(CACHE_INDEX), mutations)
+    state.set_rows(CACHE_INDEX, rows, header_with_extras(state.header(CACHE_INDEX), rows))
+    return rows

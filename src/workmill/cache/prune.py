@@ -209,10 +209,22 @@ def prune(
         report.deleted.append(item.cache_key)
         removable.append(item.cache_key)
     orphans = plan.orphans
+
+    def mutate(rs: Sequence[Row]) -> list[Row]:
+        # Re-applied to a fresher index after a conflict: a row re-saved meanwhile
+        # (live again) is kept, whatever this prune saw.
+        still = [k for k in removable if _expired_or_absent(rs, k, now)]
+        return cache_index.drop_rows(cache_index.register(rs, orphans), still)
+
     report.mutation = cache_index.IndexMutation(
         f"cache prune: register {len(orphans)} orphan(s), drop {len(removable)} expired row(s)",
-        lambda rs: cache_index.drop_rows(cache_index.register(rs, orphans), removable),
+        mutate,
     )
     report.index_rows = report.mutation.apply(rows)
     report.index_changed = bool(plan.orphans or removable)
     return report
+
+
+def _expired_or_absent(rows: Sequence[Row], key: str, now: datetime) -> bool:
+    row = cache_index.find_row(rows, key)
+    return row is None or cache_index.is_expired(row, now)

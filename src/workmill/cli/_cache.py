@@ -1,8 +1,9 @@
 """``workmill cache list`` and ``workmill cache prune``: thin shells over workmill.cache.prune.
 
-The index is ``cache_index.csv`` in the billing-state working copy
-(``--billing-state-dir``, default ``<repo>/.billing-state``); prune writes it
-back there only with ``--delete`` (run ``workmill state push`` to commit it).
+The index is ``cache_index.csv`` of the billing state: read from (and, by
+``prune --delete``, committed to) the state store itself, with retry on
+conflict; or, with ``--billing-state-dir DIR``, a pulled working copy that the
+operator then commits with ``workmill state push``.
 """
 
 from __future__ import annotations
@@ -14,38 +15,52 @@ import click
 
 from workmill import clock, ids
 from workmill.billing_tables import CACHE_INDEX
-from workmill.cache.index import INDEX_COLUMNS
+from workmill.cache.index import INDEX_COLUMNS, IndexMutation, apply_to_state
 from workmill.cache.prune import ListedEntry, list_cache, prune
 from workmill.cache.service import open_backend
-from workmill.cli._common import (
-    CONTEXT_SETTINGS,
-    AppContext,
-    billing_state_dir_option,
-    echo_json,
-    json_option,
-    pass_app,
-)
+from workmill.cli._common import CONTEXT_SETTINGS, AppContext, echo_json, json_option, pass_app
 from workmill.errors import NotFound
+from workmill.state import BillingStore
 from workmill.tables import Row, header_with_extras, read_table, write_table
 
 
-def _index_path(app: AppContext, billing_state_dir: Path | None) -> Path:
-    state_dir = billing_state_dir or app.repo.root / ".billing-state"
-    path = state_dir / CACHE_INDEX
+def billing_state_dir_option(f):  # type: ignore[no-untyped-def]
+    """Like the shared bundle, but the default here is the state store itself."""
+    return click.option(
+        "--billing-state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Use the cache_index.csv of this pulled working copy instead of the state store.",
+    )(f)
+
+
+def _working_copy(billing_state_dir: Path) -> Path:
+    path = billing_state_dir / CACHE_INDEX
     if not path.is_file():
         raise NotFound(
             f"{path}: cache index not found (pull the billing state first: "
-            f"workmill state pull --billing-state-dir {state_dir})"
+            f"workmill state pull --billing-state-dir {billing_state_dir})"
         )
     return path
 
 
-def _read_index(path: Path) -> list[Row]:
-    return read_table(path, INDEX_COLUMNS)
+def _read_index(app: AppContext, billing_state_dir: Path | None) -> list[Row]:
+    """The index from a working copy when one is named, else from the state store itself."""
+    if billing_state_dir is not None:
+        return read_table(_working_copy(billing_state_dir), INDEX_COLUMNS)
+    return BillingStore.open(app.repo).load().rows(CACHE_INDEX)
 
 
-def _write_index(path: Path, rows: list[Row]) -> None:
-    write_table(path, header_with_extras(INDEX_COLUMNS, rows), rows)
+def _commit_index(app: AppContext, billing_state_dir: Path | None, mutation: IndexMutation) -> str:
+    """Apply the prune's index change where it was read from; says where it went."""
+    if billing_state_dir is not None:
+        path = _working_copy(billing_state_dir)
+        rows = mutation(read_table(path, INDEX_COLUMNS))
+        write_table(path, header_with_extras(INDEX_COLUMNS, rows), rows)
+        return f"{path} (commit it with `workmill state push`)"
+    store = BillingStore.open(app.repo)
+    store.commit_with_retry(lambda state: apply_to_state(state, [mutation]))
+    return f"billing state {store.tag!r}"
 
 
 def human_size(n: int) -> str:
@@ -113,7 +128,7 @@ def list_command(
         workmill cache list --tenant-id Ab12Cd --json
     """
     tenant_id = _tenant_option(tenant_id)
-    rows = _read_index(_index_path(app, billing_state_dir))
+    rows = _read_index(app, billing_state_dir)
     entries = open_backend(app.repo).list_entries()
     listed = list_cache(rows, entries, clock.now(), tenant_id=tenant_id, expired_only=expired)
     if as_json:
@@ -145,15 +160,16 @@ def prune_command(
     origin=orphan, expiring orphan_cache_hold_days (workmill.yml, 365) from
     now. Expired entries are deleted from the backend and their index rows
     removed. Without --delete nothing is written: the output says what would be.
+    The index change is committed to the billing state (retried on conflict), or
+    written to --billing-state-dir's working copy for `workmill state push`.
 
     Example:
 
     \b
         workmill cache prune            # what would happen
-        workmill cache prune --delete   # do it, then: workmill state push
+        workmill cache prune --delete   # do it
     """
-    path = _index_path(app, billing_state_dir)
-    rows = _read_index(path)
+    rows = _read_index(app, billing_state_dir)
     report = prune(
         open_backend(app.repo),
         rows,
@@ -161,12 +177,15 @@ def prune_command(
         hold_days=app.repo.config.orphan_cache_hold_days,
         delete=delete,
     )
-    if delete and report.index_changed:
-        _write_index(path, report.index_rows)
+    where = ""
+    if delete and report.index_changed and report.mutation is not None:
+        where = _commit_index(app, billing_state_dir, report.mutation)
     if as_json:
-        echo_json(report.to_json())
+        echo_json({**report.to_json(), "index_written_to": where or None})
     else:
         _print_prune(report)
+        if where:
+            click.echo(f"cache index updated in {where}")
     if report.failed:
         raise click.exceptions.Exit(1)
 
