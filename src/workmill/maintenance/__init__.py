@@ -27,8 +27,8 @@ from workmill.maintenance._compile import (
     compile_maintenance,
     compile_snapshot,
 )
-from workmill.maintenance._fresh import check_fresh, stale_reasons
-from workmill.repo import MAINTENANCE_DIR, PlatformRepo
+from workmill.maintenance._fresh import check_fresh, nothing_to_compile, stale_reasons
+from workmill.repo import PlatformRepo
 
 __all__ = [
     "ARTIFACTS_COLUMNS",
@@ -49,6 +49,7 @@ __all__ = [
     "check_fresh",
     "compile_maintenance",
     "compile_snapshot",
+    "nothing_to_compile",
     "run_maintenance",
     "stale_reasons",
     "write_compiled",
@@ -91,8 +92,10 @@ def write_compiled(
 
 
 def run_maintenance(repo: PlatformRepo, check: bool = False) -> MaintenanceResult:
-    """Compile and write maintenance-state/ (or only compare, with ``check``)."""
+    """Compile and write maintenance-state/ (or only compare, with ``check``).
+
+    When nothing changed since the last compile (hashes only) the parse is skipped.
+    """
+    if nothing_to_compile(repo):
+        return MaintenanceResult(unchanged=sorted(OUTPUT_FILES), check=check)
     return write_compiled(repo, compile_maintenance(repo), check=check)
-
-
-MAINTENANCE_PATH = MAINTENANCE_DIR

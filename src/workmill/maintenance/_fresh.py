@@ -6,7 +6,7 @@ Only hashes files (no parsing), because the orchestrator asks before every run.
 from __future__ import annotations
 
 from workmill.errors import SpecError, StaleMaintenance
-from workmill.maintenance._compile import DERIVED_FILES, MANIFEST, MANIFEST_COLUMNS
+from workmill.maintenance._compile import DERIVED_FILES, MANIFEST, MANIFEST_COLUMNS, OUTPUT_FILES
 from workmill.repo import MAINTENANCE_DIR, PlatformRepo
 from workmill.tables import read_table
 from workmill.validate import discover_inputs, hash_inputs
@@ -39,6 +39,22 @@ def stale_reasons(repo: PlatformRepo) -> list[str]:
         if outputs.get(p) != h:
             out.append(f"{p} differs from what maintenance wrote")
     return out
+
+
+def nothing_to_compile(repo: PlatformRepo) -> bool:
+    """True when inputs and every output are byte-for-byte what the last compile wrote.
+
+    Compiling is deterministic and idempotent, so recompiling would then change
+    nothing: maintenance can skip the (much slower) parse of every spec.
+    """
+    if stale_reasons(repo):
+        return False
+    rows = read_table(repo.maintenance_dir / MANIFEST, MANIFEST_COLUMNS)
+    outputs = {r["path"]: r["sha256"] for r in rows if r["kind"] == "output"}
+    expected = {f"{MAINTENANCE_DIR}/{n}" for n in OUTPUT_FILES if n != MANIFEST}
+    if set(outputs) != expected:
+        return False
+    return hash_inputs(repo, sorted(outputs)) == outputs
 
 
 def check_fresh(repo: PlatformRepo) -> None:

@@ -8,6 +8,8 @@ reasons, registries): invalid *work orders* never block maintenance.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,17 +104,8 @@ def validate_repo_report(repo: PlatformRepo) -> ValidationReport:
     problems = validate_platform(snap)
     ctx = WorkOrderContext(snap, report_broken_modules=False)
     files = _work_order_files(snap)
-    stems: list[str] = []
-    for tenant_id, path in files:
-        if path.is_dir():
-            problems.append(
-                Problem(f"tenants/{tenant_id}/workorders/{path.name}", None, "", "not a file")
-            )
-            continue
-        _, found = check_work_order_file(ctx, tenant_id, path)
-        problems += found
-        if path.name.endswith(".yml"):
-            stems.append(path.name[:-4])
+    found, stems = _check_files_parallel(ctx, files)
+    problems += found
     owners = {p.name[:-4]: t for t, p in files}
     for group in ids.duplicates_ignoring_case(stems):
         where = ", ".join(f"tenants/{owners[g]}/workorders/{g}.yml" for g in group)
@@ -127,6 +120,56 @@ def validate_repo_report(repo: PlatformRepo) -> ValidationReport:
     return ValidationReport(
         sort_problems(problems), len(snap.modules), len(snap.tenants), len(files)
     )
+
+
+def _check_files(ctx: WorkOrderContext, files: list[tuple[str, Path]]):
+    problems: list[Problem] = []
+    stems: list[str] = []
+    for tenant_id, path in files:
+        if path.is_dir():
+            problems.append(
+                Problem(f"tenants/{tenant_id}/workorders/{path.name}", None, "", "not a file")
+            )
+            continue
+        problems += check_work_order_file(ctx, tenant_id, path)[1]
+        if path.name.endswith(".yml"):
+            stems.append(path.name[:-4])
+    return problems, stems
+
+
+_FORKED: WorkOrderContext | None = None
+PARALLEL_THRESHOLD = 2000
+
+
+def _forked_chunk(files: list[tuple[str, Path]]):
+    assert _FORKED is not None
+    return _check_files(_FORKED, files)
+
+
+def _check_files_parallel(ctx: WorkOrderContext, files: list[tuple[str, Path]]):
+    """Work orders are independent: on a big repo, check them on every CPU.
+
+    Workers are forked so they share the already-loaded snapshot; where fork is
+    unavailable the check runs in this process.
+    """
+    global _FORKED
+    workers = min(os.cpu_count() or 1, 8)
+    if len(files) < PARALLEL_THRESHOLD or workers < 2 or "fork" not in mp.get_all_start_methods():
+        return _check_files(ctx, files)
+    size = max(200, len(files) // (workers * 8))
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    _FORKED = ctx
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_forked_chunk, chunks)
+    finally:
+        _FORKED = None
+    problems: list[Problem] = []
+    stems: list[str] = []
+    for found, names in results:
+        problems += found
+        stems += names
+    return problems, stems
 
 
 def validate_repo(repo: PlatformRepo) -> list[Problem]:

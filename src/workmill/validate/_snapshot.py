@@ -43,6 +43,7 @@ REASON_REGISTRY_COLUMNS = (
     "name",
     "status",
 )
+FOLDER = "folder"
 MODULE_SPEC_FILES = ("module.yml", "validation.yml", "action.yml", PARAMS_SCHEMA)
 
 M = TypeVar("M", bound=BaseModel)
@@ -132,13 +133,16 @@ def discover_inputs(repo: PlatformRepo) -> list[str]:
         rel = f"{MAINTENANCE_DIR}/{name}"
         if (root / rel).is_file():
             out.append(rel)
-    module_dirs, _ = _children(repo.modules_dir)
+    module_dirs, module_files = _children(repo.modules_dir)
+    tenant_dirs, tenant_files = _children(repo.tenants_dir)
+    # folders and stray files count too: an empty new folder is a change to compile
+    out += [f"modules/{m}/" for m in module_dirs] + [f"tenants/{t}/" for t in tenant_dirs]
+    out += [f"modules/{f}" for f in module_files] + [f"tenants/{f}" for f in tenant_files]
     for m in module_dirs:
         for f in MODULE_SPEC_FILES:
             rel = f"modules/{m}/{f}"
             if (root / rel).is_file():
                 out.append(rel)
-    tenant_dirs, _ = _children(repo.tenants_dir)
     for t in tenant_dirs:
         rel = f"tenants/{t}/tenant.yml"
         if (root / rel).is_file():
@@ -149,6 +153,9 @@ def discover_inputs(repo: PlatformRepo) -> list[str]:
 def hash_inputs(repo: PlatformRepo, paths: list[str]) -> dict[str, str]:
     out = {}
     for rel in paths:
+        if rel.endswith("/"):
+            out[rel] = FOLDER
+            continue
         try:
             out[rel] = hashlib.sha256((repo.root / rel).read_bytes()).hexdigest()
         except OSError:
@@ -242,6 +249,11 @@ def load_snapshot(repo: PlatformRepo) -> Snapshot:
 
     module_dirs, module_files = _children(repo.modules_dir)
     snap.stray_files += [f"modules/{f}" for f in module_files]
+    tenant_dirs, tenant_files = _children(repo.tenants_dir)
+    snap.stray_files += [f"tenants/{f}" for f in tenant_files]
+    snap.input_hashes.update(hash_inputs(repo, snap.stray_files))
+    snap.input_hashes.update({f"modules/{m}/": FOLDER for m in module_dirs})
+    snap.input_hashes.update({f"tenants/{t}/": FOLDER for t in tenant_dirs})
     for m in module_dirs:
         info = ModuleInfo(m)
         snap.modules[m] = info
@@ -268,8 +280,6 @@ def load_snapshot(repo: PlatformRepo) -> Snapshot:
                 info.schema_ok = False
                 snap.problems.extend(exc.problems)
 
-    tenant_dirs, tenant_files = _children(repo.tenants_dir)
-    snap.stray_files += [f"tenants/{f}" for f in tenant_files]
     for t in tenant_dirs:
         info_t = TenantInfo(t)
         snap.tenants[t] = info_t
