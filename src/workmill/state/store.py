@@ -31,6 +31,7 @@ from workmill import billing_tables as bt
 from workmill import clock, ids
 from workmill.errors import LedgerError, NotFound, SpecError, StateConflict, StateError
 from workmill.fsio import atomic_write_bytes, sha256_bytes
+from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
 from workmill.state.billing_state import (
     PARTITIONED,
@@ -408,6 +409,7 @@ class BillingStore:
                         state.append(name, rows[len(current) :])
                         changed.append(name)
                 elif rows != state.rows(name) or header != state.header(name):
+                    _ADMIN_PARSERS.get(name, lambda r, w: r)(rows, str(path))
                     state.set_rows(name, rows, header)
                     changed.append(name)
             new_refs = [
@@ -468,6 +470,13 @@ class BillingStore:
             return out
         out.extend(state.verify_all())
         return out
+
+
+_ADMIN_PARSERS: dict[str, Callable[[list[dict[str, str]], str], object]] = {
+    bt.PRICING: parse_pricing,
+    bt.PROMOTIONS: parse_promotions,
+    bt.TOPUP_METHODS: parse_topup_methods,
+}
 
 
 def _test_pause() -> None:
