@@ -29,7 +29,15 @@ def catalog(module_id: str = "001") -> ReasonCatalog:
         for i, (name, code) in enumerate(CODES.items(), start=1)
     }
     by_code[f"102{module_id}001"] = Reason(
-        f"102{module_id}001", "module", module_id, "E01", "INPUT_TOO_LARGE", "", True, False, "active"
+        f"102{module_id}001",
+        "module",
+        module_id,
+        "E01",
+        "INPUT_TOO_LARGE",
+        "",
+        True,
+        False,
+        "active",
     )
     by_code[f"102{module_id}002"] = Reason(
         f"102{module_id}002", "module", module_id, "W01", "PARTIAL", "", False, False, "active"
