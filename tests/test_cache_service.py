@@ -8,7 +8,14 @@ import pytest
 
 import workmill.cache as cache
 from workmill import clock
-from workmill.cache import CacheKeyError, LocalCacheBackend, build_request, open_backend
+from workmill.cache import (
+    CacheKeyError,
+    LocalCacheBackend,
+    build_request,
+    lookup_and_restore,
+    open_backend,
+    retention_days_for,
+)
 from workmill.repo import PlatformRepo
 
 NOW = clock.parse_iso("2026-11-23T12:00:00Z")
@@ -84,3 +91,41 @@ def test_public_api__is_pinned():
     )  # fmt: skip
     for name in cache.__all__:
         assert getattr(cache, name) is not None
+
+
+def test_service__same_request_twice_misses_then_hits_and_other_tenant_misses(tmp_path):
+    repo = make_repo(tmp_path)
+    backend = open_backend(repo)
+    spec = repo.module("001")
+    index: list[dict[str, str]] = []
+
+    def request_for(tenant: str):
+        return build_request(
+            repo, tenant_id=tenant, module_id="001", params={"n": 1}, inputs_dir=tmp_path / "inputs"
+        )
+
+    first_out = tmp_path / "runtime" / "Ab12Cd" / "WO000001" / "001" / "outputs"
+    assert (
+        lookup_and_restore(backend, request_for("Ab12Cd"), first_out, index_rows=index, now=NOW)
+        is None
+    )
+    first_out.mkdir(parents=True, exist_ok=True)
+    (first_out / "summary.csv").write_text("a\n1\n")
+    saved = cache.store(
+        backend, request_for("Ab12Cd"), first_out, retention_days=retention_days_for(spec), now=NOW
+    )
+    index = cache.apply_all(index, [saved.index_mutation])
+    assert index[0]["expires_at"] == "2026-12-02T12:00:00Z"  # module's 9 days
+
+    second_out = tmp_path / "runtime" / "Ab12Cd" / "WO000002" / "001" / "outputs"
+    hit = lookup_and_restore(backend, request_for("Ab12Cd"), second_out, index_rows=index, now=NOW)
+    assert hit is not None and (second_out / "summary.csv").read_text() == "a\n1\n"
+    assert [f.rel for f in hit.files] == ["summary.csv"]
+    index = cache.apply_all(index, [hit.index_mutation])
+    assert index[0]["last_hit_at"] == "2026-11-23T12:00:00Z"
+
+    other = tmp_path / "runtime" / "Zx98Yw" / "WO000003" / "001" / "outputs"
+    assert (
+        lookup_and_restore(backend, request_for("Zx98Yw"), other, index_rows=index, now=NOW) is None
+    )
+    assert not other.exists() or not any(other.iterdir())
