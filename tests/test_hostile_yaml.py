@@ -1,0 +1,152 @@
+"""Hostile YAML in work orders, tenants and modules: a clear problem, never a crash or hang."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from test_validate_fixtures import Platform, make_platform
+from workmill.errors import SpecError
+from workmill.maintenance import compile_maintenance
+from workmill.validate import validate_repo
+
+hostile_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(["../../etc/passwd", "/etc/passwd", "..", "C:\\x", "\u202e\u0000", "🙂" * 50]),
+)
+hostile_values = st.recursive(
+    hostile_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = {
+    "wo": ["work_order_id", "enabled", "mode", "promo_codes", "modules"],
+    "tenant": ["tenant_id", "name", "status", "allow_release_consumers"],
+    "module": [
+        "module_id",
+        "name",
+        "version",
+        "depends_on",
+        "inputs",
+        "outputs",
+        "timeout_minutes",
+        "cache",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Platform:
+    return make_platform(tmp_path_factory.mktemp("hostile") / "repo")
+
+
+def _target(pf: Platform, kind: str) -> str:
+    return {
+        "wo": pf.wo(),
+        "tenant": f"tenants/{pf.tenant}/tenant.yml",
+        "module": "modules/002/module.yml",
+    }[kind]
+
+
+def _assert_clear(pf: Platform) -> None:
+    problems = validate_repo(pf.fresh())
+    for p in problems:
+        assert p.path and p.message and "\n" not in p.path
+    try:
+        compile_maintenance(pf.fresh())
+    except SpecError as exc:
+        assert exc.problems
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kind=st.sampled_from(sorted(FIELDS)), data=st.data())
+def test_hostile_field_values__reported_not_raised(shared, kind, data):
+    rel = _target(shared, kind)
+    original = shared.read(rel)
+    try:
+        doc = yaml.safe_load(original)
+        field = data.draw(st.sampled_from(FIELDS[kind]))
+        doc[field] = data.draw(hostile_values)
+        shared.write(rel, yaml.safe_dump(doc, allow_unicode=True))
+        _assert_clear(shared)
+    finally:
+        shared.write(rel, original)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kind=st.sampled_from(sorted(FIELDS)), text=st.text(max_size=300))
+def test_hostile_raw_text__reported_not_raised(shared, kind, text):
+    rel = _target(shared, kind)
+    original = shared.read(rel)
+    try:
+        shared.write(rel, text)
+        problems = validate_repo(shared.fresh())
+        assert problems, "garbage must not validate"
+        assert all(p.path for p in problems)
+    finally:
+        shared.write(rel, original)
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+CASES = {
+    "anchor bomb": BOMB,
+    "deep nesting": "modules: " + "[" * 5000 + "]" * 5000 + "\n",
+    "duplicate keys": "work_order_id: AAAAAAAA\nwork_order_id: BBBBBBBB\nmodules: []\n",
+    "huge number": "work_order_id: 1" + "0" * 5000 + "\nmodules: []\n",
+    "negative retention": "modules:\n  - {module_id: '001', reuse_output_type: cache, cache_retention_override: -5}\n",
+    "python tag": "!!python/object/apply:os.system ['echo pwned']\n",
+    "binary": "\x00\x01\x02 not yaml \xff",
+    "absolute assets": "modules:\n  - {module_id: '001', reuse_output_type: assets, assets_folder_name: /etc}\n",
+    "unicode id": "work_order_id: ＡＢＣＤＥＦＧＨ\nmodules: [{module_id: '００１'}]\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_work_order_cli__clear_error_exit_1(tmp_path, cli, case):
+    pf = make_platform(tmp_path / "repo")
+    pf.write(pf.wo(), CASES[case])
+    r = cli("validate", cwd=pf.root, timeout=60)
+    assert r.returncode == 1, (case, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    assert any(line.startswith(pf.wo()) for line in r.stdout.splitlines()), r.stdout
+    # work orders never block maintenance
+    assert cli("maintenance", cwd=pf.root).returncode == 0
+
+
+@pytest.mark.parametrize("rel", ["tenant", "module", "global"])
+def test_hostile_platform_files_cli__maintenance_refuses_clearly(tmp_path, cli, rel):
+    pf = make_platform(tmp_path / "repo")
+    path = {
+        "tenant": f"tenants/{pf.tenant}/tenant.yml",
+        "module": "modules/001/module.yml",
+        "global": "config/global_reasons.yml",
+    }[rel]
+    pf.write(path, BOMB)
+    for args in (["validate"], ["maintenance"], ["maintenance", "--check"]):
+        r = cli(*args, cwd=pf.root, timeout=60)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert path in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+
+def test_hostile_params_schema__invalid_json_reported(tmp_path, cli):
+    pf = make_platform(tmp_path / "repo")
+    pf.write("modules/001/schemas/params.schema.json", json.dumps({"type": 5})[:-1])
+    r = cli("validate", cwd=pf.root)
+    assert r.returncode == 1 and "modules/001/schemas/params.schema.json" in r.stdout
