@@ -108,3 +108,30 @@ def test_work_order_status__rules():
     assert work_order_status("STRICT", [C, F]) is WorkOrderStatus.FAILED
     assert work_order_status("PARTIAL_ALLOWED", [C, S]) is WorkOrderStatus.PARTIALLY_COMPLETED
     assert work_order_status("PARTIAL_ALLOWED", [F, S]) is WorkOrderStatus.FAILED
+
+
+def test_scheduler__after_groups_waits_for_other_work_order_and_calls_group_done():
+    done_groups = []
+    order = []
+
+    def run(job):
+        order.append(job.key)
+        return OK
+
+    jobs = [Job("consumer", "w2", after_groups=("w1",)), Job("p1", "w1"), Job("p2", "w1")]
+    sched = Scheduler(jobs, 1, run, lambda j, s: None, on_group_done=done_groups.append)
+    sched.execute()
+    assert order == ["p1", "p2", "consumer"]
+    assert done_groups == ["w1", "w2"]
+
+
+def test_scheduler__initial_statuses_are_not_rerun():
+    order = []
+
+    def run(job):
+        order.append(job.key)
+        return OK
+
+    jobs = [Job("a", "w"), Job("b", "w", deps=("a",))]
+    Scheduler(jobs, 1, run, lambda j, s: None, initial={"a": OK}).execute()
+    assert order == ["b"]

@@ -1,7 +1,330 @@
-"""CLI commands (filled in by the issue that owns them)."""
+"""CLI for orchestration: run, plan, execute, settle, release, demo."""
 
 from __future__ import annotations
 
-import click
+import hashlib
+import json
+from pathlib import Path
 
-COMMANDS: list[click.Command] = []
+import click
+from rich.console import Console
+
+from workmill.artifacts.manifest import ReleaseManifest
+from workmill.artifacts.naming import manifest_name
+from workmill.cli._common import AppContext, echo_json, json_option, pass_app, runtime_dir_option
+from workmill.errors import NotFound, SpecError, WorkmillError
+from workmill.orchestrator import (
+    Plan,
+    RunContext,
+    RunOptions,
+    RunResult,
+    default_plan_path,
+    execute_plan,
+    plan,
+    run,
+    settle_plan,
+)
+from workmill.orchestrator.progress import LiveReporter, Reporter, summary_table
+from workmill.specs import RELEASE_TAG
+from workmill.state import BillingStore
+
+
+def _filters(f):
+    f = click.option("--work-order-id", default=None, help="Only this work order.")(f)
+    f = click.option("--tenant-id", default=None, help="Only this tenant's work orders.")(f)
+    return f
+
+
+def _ctx(app: AppContext, runtime_dir, as_json: bool, **opts) -> RunContext:
+    show = not as_json and Console(stderr=True).is_terminal
+    return RunContext(
+        app.repo,
+        RunOptions(runtime_dir=runtime_dir, **opts),
+        reporter=LiveReporter() if show else Reporter(),
+    )
+
+
+def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
+    rows = result.summary_rows()
+    if as_json:
+        echo_json({"dry_run": result.dry_run, "work_orders": rows})
+        return
+    console = Console()
+    if not rows:
+        console.print("no work orders to process")
+        return
+    console.print(summary_table(rows))
+    for r in rows:
+        if r["status"] in {"REJECTED", "INVALID", "BUSY"} and r["message"]:
+            console.print(f"[dim]{r['work_order_id']}: {r['message']}[/]", highlight=False)
+    for w in ctx.reporter.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
+@click.command("run")
+@_filters
+@click.option("--dry-run", is_flag=True, help="Price and plan without writing anything.")
+@click.option("--max-parallel", type=click.IntRange(1, 256), default=None, help="Modules at once.")
+@runtime_dir_option
+@json_option
+@pass_app
+def run_cmd(app, tenant_id, work_order_id, dry_run, max_parallel, runtime_dir, as_json):
+    """Plan, execute and settle every enabled work order not yet processed.
+
+    Example:
+
+        workmill run --tenant-id Ab12Cd --max-parallel 4
+    """
+    ctx = _ctx(
+        app,
+        runtime_dir,
+        as_json,
+        tenant_id=tenant_id,
+        work_order_id=work_order_id,
+        dry_run=dry_run,
+        max_parallel=max_parallel,
+    )
+    _print(run(ctx), as_json, ctx)
+
+
+def _plan_path_option(f):
+    return click.option(
+        "--plan-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Plan file passed between the phases (default: <runtime-dir>/plan.json).",
+    )(f)
+
+
+@click.command("plan")
+@_filters
+@click.option("--dry-run", is_flag=True, help="Price and plan without writing anything.")
+@_plan_path_option
+@runtime_dir_option
+@json_option
+@pass_app
+def plan_cmd(app, tenant_id, work_order_id, dry_run, plan_file, runtime_dir, as_json):
+    """Phase 1: reject or charge (SPEND) work orders and write the plan file.
+
+    Example:
+
+        workmill plan && workmill execute && workmill settle
+    """
+    ctx = _ctx(
+        app, runtime_dir, True, tenant_id=tenant_id, work_order_id=work_order_id, dry_run=dry_run
+    )
+    p = plan(ctx)
+    path = plan_file or default_plan_path(ctx)
+    if not dry_run:
+        p.write(path)
+    if as_json:
+        echo_json(json.loads(p.model_dump_json()))
+        return
+    for wo in p.work_orders:
+        click.echo(
+            f"planned {wo.tenant_id}/{wo.work_order_id}: spend {wo.spend_credits}, "
+            f"{len(wo.modules)} module(s)"
+        )
+    for d in p.decisions:
+        click.echo(f"{d.status.lower()} {d.tenant_id}/{d.work_order_id}: {d.message}")
+    if not dry_run:
+        click.echo(f"plan written to {path}")
+
+
+def _read_plan(ctx: RunContext, plan_file: Path | None) -> Plan:
+    path = plan_file or default_plan_path(ctx)
+    if not path.exists():
+        raise NotFound(f"{path}: no plan file (run `workmill plan` first)")
+    return Plan.read(path)
+
+
+@click.command("execute")
+@_plan_path_option
+@click.option("--max-parallel", type=click.IntRange(1, 256), default=None, help="Modules at once.")
+@runtime_dir_option
+@json_option
+@pass_app
+def execute_cmd(app, plan_file, max_parallel, runtime_dir, as_json):
+    """Phase 2: run the planned modules (journaled in the runtime dir).
+
+    Example:
+
+        workmill execute --plan-file runtime/plan.json --max-parallel 4
+    """
+    ctx = _ctx(app, runtime_dir, as_json, max_parallel=max_parallel)
+    outcomes = execute_plan(ctx, _read_plan(ctx, plan_file))
+    data = {f"{t}/{w}": {m: o.status for m, o in mods.items()} for (t, w), mods in outcomes.items()}
+    if as_json:
+        echo_json(data)
+    else:
+        for k, mods in data.items():
+            click.echo(f"{k}: " + ", ".join(f"{m} {s}" for m, s in mods.items()))
+
+
+@click.command("settle")
+@_plan_path_option
+@runtime_dir_option
+@json_option
+@pass_app
+def settle_cmd(app, plan_file, runtime_dir, as_json):
+    """Phase 3: REFUND, logs, cache index and release maps in one commit.
+
+    Example:
+
+        workmill settle --plan-file runtime/plan.json
+    """
+    ctx = _ctx(app, runtime_dir, True)
+    _print(settle_plan(ctx, _read_plan(ctx, plan_file)), as_json, ctx)
+
+
+@click.group("release")
+def release_group() -> None:
+    """Work-order releases (artifacts) in the configured store.
+
+    Example:
+
+        workmill release list && workmill release download wo-Ab12Cd-Qw3Er5Ty --dir out/
+    """
+
+
+def _release_info(store, tag: str) -> dict:
+    m = RELEASE_TAG.fullmatch(tag)
+    assets = store.list_assets(tag)
+    name = manifest_name(m.group(1), m.group(2)) if m else ""
+    info = {"tag": tag, "complete": name in assets, "assets": len(assets), "items": None}
+    if name in assets:
+        manifest = ReleaseManifest.parse(store.read_asset(tag, name), f"{tag}/{name}")
+        info.update(
+            owning_tenant_id=manifest.owning_tenant_id,
+            items=len(manifest.items),
+            size_bytes=sum(i.size_bytes for i in manifest.items),
+        )
+    return info
+
+
+@release_group.command("list")
+@click.option("--tenant-id", default=None, help="Only this tenant's releases.")
+@json_option
+@pass_app
+def release_list(app: AppContext, tenant_id, as_json):
+    """List work-order releases, whether complete (manifest uploaded) and their size.
+
+    Example:
+
+        workmill release list --tenant-id Ab12Cd
+    """
+    store = BillingStore.open(app.repo).releases
+    tags = [t for t in store.list_tags() if RELEASE_TAG.fullmatch(t)]
+    if tenant_id:
+        tags = [t for t in tags if t.split("-")[1] == tenant_id]
+    infos = [_release_info(store, t) for t in sorted(tags)]
+    if as_json:
+        echo_json(infos)
+        return
+    if not infos:
+        click.echo("no releases")
+    for i in infos:
+        state = (
+            f"{i['items']} item(s), {i.get('size_bytes', 0)} bytes"
+            if i["complete"]
+            else ("INCOMPLETE (no manifest)")
+        )
+        click.echo(f"{i['tag']}  {state}")
+
+
+@release_group.command("download")
+@click.argument("tag")
+@click.option(
+    "--dir",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the files (created).",
+)
+@pass_app
+def release_download(app: AppContext, tag: str, dest: Path):
+    """Download a complete release: its manifest and every item, each sha256-verified.
+
+    Example:
+
+        workmill release download wo-Ab12Cd-Qw3Er5Ty --dir out/
+    """
+    m = RELEASE_TAG.fullmatch(tag)
+    if not m:
+        raise SpecError.at("TAG", f"{tag!r} is not a work-order release tag wo-<tenant>-<wo>")
+    store = BillingStore.open(app.repo).releases
+    if not store.tag_exists(tag):
+        raise NotFound(f"release {tag} not found")
+    name = manifest_name(m.group(1), m.group(2))
+    if name not in store.list_assets(tag):
+        raise WorkmillError(f"release {tag} is incomplete: it has no manifest {name}")
+    data = store.read_asset(tag, name)
+    manifest = ReleaseManifest.parse(data, f"{tag}/{name}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in manifest.items:
+        blob = store.read_asset(tag, item.filename)
+        if hashlib.sha256(blob).hexdigest() != item.sha256:
+            raise WorkmillError(f"{tag}/{item.filename}: sha256 does not match the manifest")
+        (dest / item.filename).write_bytes(blob)
+    (dest / name).write_bytes(data)
+    click.echo(f"downloaded {len(manifest.items)} item(s) and {name} to {dest}")
+
+
+@click.command("demo")
+@click.option(
+    "--dir",
+    "target",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to copy the example repo (default: a fresh ./workmill-demo-* directory).",
+)
+@json_option
+def demo_cmd(target: Path | None, as_json: bool):
+    """Copy the example platform repo, compile, bootstrap, top up, run, and show the results.
+
+    Example:
+
+        workmill demo --dir /tmp/wm-demo
+    """
+    from workmill.orchestrator.demo import run_demo
+
+    show = not as_json and Console(stderr=True).is_terminal
+    out = run_demo(target, LiveReporter() if show else Reporter())
+    rows = out.result.summary_rows()
+    if as_json:
+        echo_json(
+            {
+                "repo": str(out.repo.root),
+                "work_orders": rows,
+                "balances": out.balances,
+                "mismatches": out.mismatches,
+            }
+        )
+    else:
+        console = Console()
+        console.print(summary_table(rows))
+        console.print("balances: " + ", ".join(f"{t} {b}" for t, b in out.balances.items()))
+        r = out.repo.root
+        console.print(f"\nThe demo platform repo is at [bold]{r}[/]. Look at:", highlight=False)
+        for line in (
+            f"  workmill --repo {r} ledger show          the SPEND/REFUND ledger",
+            f"  workmill --repo {r} release list         published artifacts",
+            f"  workmill --repo {r} cache list           cached outputs",
+            f"  workmill --repo {r} ledger verify        the audit",
+            f"  {r}/runtime/                     module workspaces, outputs and step logs",
+        ):
+            console.print(line, highlight=False)
+    if out.mismatches:
+        for m in out.mismatches:
+            click.echo(f"error: demo outcome differs from demo.yml: {m}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS: list[click.Command] = [
+    run_cmd,
+    plan_cmd,
+    execute_cmd,
+    settle_cmd,
+    release_group,
+    demo_cmd,
+]

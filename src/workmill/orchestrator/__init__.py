@@ -1,0 +1,152 @@
+"""The orchestrator (SPEC §7, §10, §11): plan → execute → settle.
+
+Library use::
+
+    ctx = RunContext(PlatformRepo.open("."), RunOptions(max_parallel=2))
+    result = run(ctx)            # or plan(ctx) / execute(ctx, plan) / settle_plan(ctx, plan)
+    result.summary_rows()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workmill.orchestrator.context import RunContext, RunOptions
+from workmill.orchestrator.executing import execute
+from workmill.orchestrator.planning import plan
+from workmill.orchestrator.records import Decision, ModuleOutcome, Plan, journal_path, read_journal
+from workmill.orchestrator.settling import Settled, settle
+
+__all__ = [
+    "Plan",
+    "RunContext",
+    "RunOptions",
+    "RunResult",
+    "execute",
+    "execute_plan",
+    "plan",
+    "run",
+    "settle",
+    "settle_plan",
+]
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    settled: list[Settled] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return self.plan.decisions
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for d in self.plan.decisions:
+            rows.append(
+                {
+                    "work_order_id": d.work_order_id,
+                    "tenant_id": d.tenant_id,
+                    "status": d.status,
+                    "reason_code": d.reason_code,
+                    "message": d.message,
+                    "spend_credits": None,
+                    "refund_credits": None,
+                    "duration_ms": None,
+                    "modules": [],
+                }
+            )
+        if self.dry_run:
+            for wo in self.plan.work_orders:
+                rows.append(
+                    {
+                        "work_order_id": wo.work_order_id,
+                        "tenant_id": wo.tenant_id,
+                        "status": "PLANNED",
+                        "reason_code": "",
+                        "message": "dry run: would be charged and run",
+                        "spend_credits": wo.spend_credits,
+                        "refund_credits": None,
+                        "duration_ms": None,
+                        "modules": [m.module_id for m in wo.modules],
+                    }
+                )
+        for s in self.settled:
+            rows.append(
+                {
+                    "work_order_id": s.work_order_id,
+                    "tenant_id": s.tenant_id,
+                    "status": s.status,
+                    "reason_code": s.reason_code,
+                    "message": s.refund_note,
+                    "spend_credits": s.spend_credits,
+                    "refund_credits": s.refund_credits,
+                    "duration_ms": s.duration_ms,
+                    "modules": [
+                        {
+                            "module_id": m.module_id,
+                            "status": m.status,
+                            "reason_code": m.reason_code,
+                            "reuse_output_type": m.reuse_output_type,
+                            "cache_hit": m.cache_hit,
+                            "artifacts": [p.filename for p in m.published],
+                            "message": m.message,
+                        }
+                        for m in s.modules
+                    ],
+                }
+            )
+        rows.sort(key=lambda r: (r["work_order_id"], r["tenant_id"]))
+        return rows
+
+
+def _claim_for(ctx: RunContext, p: Plan) -> None:
+    """Later phases continue the planning process's leases (same token)."""
+    if p.lease_token:
+        ctx.leases.token = p.lease_token
+    for wo in p.work_orders:
+        if not ctx.leases.claim(f"{wo.tenant_id}-{wo.work_order_id}"):
+            raise RuntimeError(f"work order {wo.work_order_id} is held by another live process")
+
+
+def execute_plan(ctx: RunContext, p: Plan) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
+    _claim_for(ctx, p)
+    return execute(ctx, p)
+
+
+def settle_plan(ctx: RunContext, p: Plan) -> RunResult:
+    """Settle a plan from the journals the execute phase left in the runtime dir."""
+    _claim_for(ctx, p)
+    outcomes = {
+        wo.key: {
+            mid: rec
+            for mid, rec in read_journal(
+                journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id)
+            ).items()
+            if rec.module_run_id in {m.module_run_id for m in wo.modules}
+        }
+        for wo in p.work_orders
+    }
+    try:
+        return RunResult(p, settle(ctx, p.work_orders, outcomes))
+    finally:
+        ctx.leases.release_all()
+
+
+def run(ctx: RunContext) -> RunResult:
+    """Plan, execute and settle every matching work order."""
+    p = plan(ctx)
+    if ctx.options.dry_run:
+        return RunResult(p, dry_run=True)
+    try:
+        outcomes = execute(ctx, p)
+        return RunResult(p, settle(ctx, p.work_orders, outcomes))
+    finally:
+        ctx.leases.release_all()
+
+
+def default_plan_path(ctx: RunContext) -> Path:
+    return ctx.runtime_dir / "plan.json"

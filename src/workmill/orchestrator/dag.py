@@ -29,6 +29,9 @@ class Job:
     group: Hashable  # the work order
     deps: tuple[Hashable, ...] = ()
     strict: bool = True
+    # groups that must be finished (whatever their outcome) before this job starts:
+    # a release reused from a work order of the same run must be published first
+    after_groups: tuple[Hashable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,31 @@ class Scheduler:
     on_skip: Callable[[Job, Skip], None]
     cancel: threading.Event = field(default_factory=threading.Event)
     errors: dict[Hashable, BaseException] = field(default_factory=dict)
+    # statuses already known (a resumed run): these jobs are not run again
+    initial: dict[Hashable, ModuleStatus] = field(default_factory=dict)
+    # called in the scheduling thread once every job of a group has its status
+    on_group_done: Callable[[Hashable], None] = lambda group: None
 
     def execute(self) -> dict[Hashable, ModuleStatus]:
         """Run every job (or skip it); returns each job's final status."""
-        status: dict[Hashable, ModuleStatus] = {}
-        failed_groups: set[Hashable] = set()
-        pending = list(self.jobs)
+        status: dict[Hashable, ModuleStatus] = dict(self.initial)
+        failed_groups: set[Hashable] = {
+            j.group for j in self.jobs if j.strict and status.get(j.key) is ModuleStatus.FAILED
+        }
+        pending = [j for j in self.jobs if j.key not in status]
+        members: dict[Hashable, list[Hashable]] = {}
+        for j in self.jobs:
+            members.setdefault(j.group, []).append(j.key)
+        finished_groups: set[Hashable] = set()
+
+        def finish_groups() -> None:
+            for group, keys in members.items():
+                if group not in finished_groups and all(k in status for k in keys):
+                    finished_groups.add(group)
+                    self.on_group_done(group)
+
+        unknown_groups = {g for j in self.jobs for g in j.after_groups} - set(members)
+        finished_groups |= unknown_groups
         running: dict[Future[ModuleStatus], Job] = {}
         known = {j.key for j in self.jobs}
         for job in self.jobs:
@@ -77,10 +99,13 @@ class Scheduler:
                             pending.remove(job)
                             skip(job, STRICT_ABORTED)
                             progressed = True
+                finish_groups()
                 for job in list(pending):
                     if len(running) >= self.max_parallel or self.cancel.is_set():
                         break
-                    if all(d in status for d in job.deps):
+                    if all(d in status for d in job.deps) and all(
+                        g in finished_groups for g in job.after_groups
+                    ):
                         pending.remove(job)
                         running[pool.submit(self.run, job)] = job
                 if not running:
@@ -88,9 +113,16 @@ class Scheduler:
                         for job in pending:
                             skip(job, "INTERRUPTED")
                         pending.clear()
-                    elif pending:  # pragma: no cover - guarded by the unknown-dep check
-                        raise RuntimeError("scheduler stalled: dependency cycle")
-                    continue
+                    elif pending:
+                        # only waits on groups that wait back remain: start the first job
+                        # whose dependencies are done (its reuse will then report the miss)
+                        ready = [j for j in pending if all(d in status for d in j.deps)]
+                        if not ready:
+                            raise RuntimeError("scheduler stalled: dependency cycle")
+                        pending.remove(ready[0])
+                        running[pool.submit(self.run, ready[0])] = ready[0]
+                    if not running:
+                        continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = running.pop(fut)
@@ -102,4 +134,5 @@ class Scheduler:
                     status[job.key] = result
                     if result is ModuleStatus.FAILED and job.strict:
                         failed_groups.add(job.group)
+            finish_groups()
         return status

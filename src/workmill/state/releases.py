@@ -34,6 +34,10 @@ class ReleaseStore(ABC):
     def tag_exists(self, tag: str) -> bool: ...
 
     @abstractmethod
+    def list_tags(self) -> list[str]:
+        """Every tag in the store, sorted."""
+
+    @abstractmethod
     def create_tag(self, tag: str) -> None:
         """Create the tag (no-op when it exists)."""
 
@@ -81,6 +85,13 @@ class LocalReleaseStore(ReleaseStore):
 
     def tag_exists(self, tag: str) -> bool:
         return self._tag_dir(tag).is_dir()
+
+    def list_tags(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def create_tag(self, tag: str) -> None:
         self._tag_dir(tag).mkdir(parents=True, exist_ok=True)

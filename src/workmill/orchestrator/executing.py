@@ -1,0 +1,189 @@
+"""Execute: run the planned work orders' modules through the DAG scheduler.
+
+Every finished (or skipped) module is journaled before the scheduler moves
+on; a resumed work order starts from its journal, re-running only modules
+whose outcome is unknown or whose outputs are no longer on disk. When every
+module of a work order is done, its release manifest is uploaded (last).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+
+from workmill import clock
+from workmill.artifacts.manifest import ReleaseItem, ReleaseManifest
+from workmill.artifacts.naming import manifest_name, release_tag
+from workmill.errors import WorkmillError
+from workmill.orchestrator.context import RunContext
+from workmill.orchestrator.dag import Job, Scheduler, Skip
+from workmill.orchestrator.modules import execute_module, outputs_verified
+from workmill.orchestrator.records import (
+    ModuleOutcome,
+    Plan,
+    WorkOrderPlan,
+    append_outcome,
+    journal_path,
+    read_journal,
+)
+from workmill.orchestrator.statuses import ModuleStatus
+from workmill.specs import RELEASE_TAG
+
+Key = tuple[str, str, str]  # tenant, work order, module
+
+
+def known_outcomes(ctx: RunContext, wo: WorkOrderPlan) -> dict[str, ModuleOutcome]:
+    """Journaled outcomes that still hold (succeeded ones need their outputs intact)."""
+    journal = read_journal(journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id))
+    keep = {}
+    for mid, rec in journal.items():
+        if rec.module_run_id not in {m.module_run_id for m in wo.modules}:
+            continue
+        if ModuleStatus(rec.status).succeeded and not outputs_verified(ctx, wo, mid):
+            continue
+        if rec.reason_code and rec.reason_code == _safe_code(ctx, "INTERRUPTED"):
+            continue  # interrupted last time: try again now
+        keep[mid] = rec
+    return keep
+
+
+def _safe_code(ctx: RunContext, name: str) -> str:
+    try:
+        return ctx.code(name)
+    except WorkmillError:
+        return ""
+
+
+def publish_manifest(
+    ctx: RunContext, wo: WorkOrderPlan, outcomes: dict[str, ModuleOutcome]
+) -> None:
+    """Upload the release manifest last; stray assets of killed attempts are removed first."""
+    listed = [m.module_id for m in wo.modules]
+    items = [
+        ReleaseItem(
+            filename=p.filename,
+            module_id=mid,
+            module_version=outcomes[mid].module_version,
+            item_id=p.item_id,
+            source_name=p.source_name,
+            sha256=p.sha256,
+            size_bytes=p.size_bytes,
+            content_type=p.content_type,
+        )
+        for mid in listed
+        if mid in outcomes
+        for p in outcomes[mid].published
+    ]
+    if not items:
+        return
+    tag = release_tag(wo.tenant_id, wo.work_order_id)
+    name = manifest_name(wo.tenant_id, wo.work_order_id)
+    manifest = ReleaseManifest(
+        owning_tenant_id=wo.tenant_id,
+        work_order_id=wo.work_order_id,
+        release_tag=tag,
+        created_at=wo.started_at,
+        items=items,
+    )
+    existing = set(ctx.releases.list_assets(tag))
+    if name in existing:
+        return  # published by the run that died after uploading it; the journal agrees
+    keep = {i.filename for i in items}
+    for stray in existing - keep:
+        ctx.releases.delete_asset(tag, stray)
+    ctx.releases.create_asset(tag, name, manifest.to_bytes())
+
+
+def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
+    """Run every planned module; returns the outcomes per work order (also journaled)."""
+    by_key: dict[tuple[str, str], WorkOrderPlan] = {wo.key: wo for wo in plan.work_orders}
+    outcomes: dict[tuple[str, str], dict[str, ModuleOutcome]] = {}
+    jobs: list[Job] = []
+    initial: dict[Hashable, ModuleStatus] = {}
+    lock = threading.Lock()
+    for wo in plan.work_orders:
+        known = known_outcomes(ctx, wo)
+        outcomes[wo.key] = dict(known)
+        producers = {
+            g
+            for m in wo.modules
+            if m.release_tag and (mt := RELEASE_TAG.fullmatch(m.release_tag))
+            for g in [(mt.group(1), mt.group(2))]
+            if g in by_key and g != wo.key
+        }
+        for m in wo.modules:
+            key: Key = (wo.tenant_id, wo.work_order_id, m.module_id)
+            jobs.append(
+                Job(
+                    key,
+                    wo.key,
+                    deps=tuple((wo.tenant_id, wo.work_order_id, d) for d in m.depends_on),
+                    strict=wo.mode == "STRICT",
+                    after_groups=tuple(sorted(producers))
+                    if m.reuse_output_type == "release"
+                    else (),
+                )
+            )
+            if m.module_id in known:
+                initial[key] = ModuleStatus(known[m.module_id].status)
+
+    modules = {(wo.key, m.module_id): m for wo in plan.work_orders for m in wo.modules}
+
+    def record(wo: WorkOrderPlan, outcome: ModuleOutcome) -> None:
+        append_outcome(journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id), outcome)
+        with lock:
+            outcomes[wo.key][outcome.module_id] = outcome
+        ctx.reporter.module_finished(
+            wo.tenant_id, wo.work_order_id, outcome.module_id, outcome.status
+        )
+
+    def run(job: Job) -> ModuleStatus:
+        tenant_id, wo_id, module_id = job.key  # type: ignore[misc]
+        wo = by_key[(tenant_id, wo_id)]
+        ctx.reporter.module_started(tenant_id, wo_id, module_id)
+        outcome = execute_module(ctx, wo, modules[(wo.key, module_id)])
+        record(wo, outcome)
+        return ModuleStatus(outcome.status)
+
+    def skip(job: Job, why: Skip) -> None:
+        tenant_id, wo_id, module_id = job.key  # type: ignore[misc]
+        wo = by_key[(tenant_id, wo_id)]
+        mp = modules[(wo.key, module_id)]
+        now = clock.now_iso()
+        record(
+            wo,
+            ModuleOutcome(
+                module_id=module_id,
+                module_run_id=mp.module_run_id,
+                module_version=mp.module_version,
+                status=ModuleStatus.SKIPPED.value,
+                reason_code=ctx.code(why.reason),
+                message=f"not run: {why.reason}",
+                reuse_output_type=mp.reuse_output_type,
+                started_at=now,
+                finished_at=now,
+            ),
+        )
+
+    def group_done(group: Hashable) -> None:
+        wo = by_key[group]  # type: ignore[index]
+        try:
+            publish_manifest(ctx, wo, outcomes[wo.key])
+        except (OSError, WorkmillError) as exc:
+            ctx.reporter.warn(f"{wo.work_order_id}: release manifest not published: {exc}")
+
+    pending = sum(1 for j in jobs if j.key not in initial)
+    ctx.reporter.start(len(plan.work_orders), pending)
+    try:
+        Scheduler(
+            jobs,
+            ctx.max_parallel,
+            run,
+            skip,
+            cancel=ctx.cancel,
+            initial=initial,
+            on_group_done=group_done,
+        ).execute()
+    finally:
+        ctx.reporter.stop()
+    return outcomes

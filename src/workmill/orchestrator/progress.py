@@ -1,0 +1,108 @@
+"""What people watching a run see: live progress (rich) and the summary table."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class Reporter:
+    """Receives run events; the base class ignores them (library use, --json, no tty)."""
+
+    def start(self, work_orders: int, modules: int) -> None: ...
+
+    def module_started(self, tenant_id: str, work_order_id: str, module_id: str) -> None: ...
+
+    def module_finished(
+        self, tenant_id: str, work_order_id: str, module_id: str, status: str
+    ) -> None: ...
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def stop(self) -> None: ...
+
+    @property
+    def warnings(self) -> list[str]:
+        if not hasattr(self, "_warnings"):
+            self._warnings: list[str] = []
+        return self._warnings
+
+
+class LiveReporter(Reporter):
+    """A rich progress bar on stderr: modules done / running / failed."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.counts: Counter[str] = Counter()
+        self.running = 0
+        self._lock = threading.Lock()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task: Any = None
+
+    def start(self, work_orders: int, modules: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(
+            f"{work_orders} work order(s)", total=modules, detail=""
+        )
+
+    def _detail(self) -> str:
+        c = self.counts
+        ok = c["COMPLETED"] + c["COMPLETED_WITH_EXCEPTION"]
+        return f"running {self.running} · ok {ok} · failed {c['FAILED']} · skipped {c['SKIPPED']}"
+
+    def module_started(self, tenant_id: str, work_order_id: str, module_id: str) -> None:
+        with self._lock:
+            self.running += 1
+            self._progress.update(self._task, detail=self._detail())
+
+    def module_finished(
+        self, tenant_id: str, work_order_id: str, module_id: str, status: str
+    ) -> None:
+        with self._lock:
+            if status != "SKIPPED":
+                self.running -= 1
+            self.counts[status] += 1
+            self._progress.update(self._task, advance=1, detail=self._detail())
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def summary_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="workmill run", show_lines=False)
+    for col in ("work order", "tenant", "status", "reason", "spend", "refund", "duration"):
+        table.add_column(col, justify="right" if col in {"spend", "refund", "duration"} else "left")
+    style = {
+        "COMPLETED": "green",
+        "PARTIALLY_COMPLETED": "yellow",
+        "FAILED": "red",
+        "REJECTED": "magenta",
+        "SKIPPED": "dim",
+    }
+    for r in rows:
+        st = r["status"]
+        dur = r.get("duration_ms")
+        table.add_row(
+            r["work_order_id"],
+            r["tenant_id"],
+            f"[{style.get(st, 'white')}]{st}[/]",
+            r.get("reason_code") or "",
+            "" if r.get("spend_credits") is None else str(r["spend_credits"]),
+            "" if r.get("refund_credits") is None else str(r["refund_credits"]),
+            "" if dur is None else f"{dur / 1000:.2f}s",
+        )
+    return table

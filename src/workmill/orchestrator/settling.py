@@ -1,0 +1,234 @@
+"""Settle: REFUND, logs, cache index and release maps for finished work orders, one commit.
+
+Idempotent: the mutation skips a work order that already has its terminal
+log row (another process settled it), and the state refuses a second REFUND.
+A module with no outcome (execute never reached it) is settled as SKIPPED
+``INTERRUPTED`` — refundable by default — so no charge is ever left without
+its refund.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workmill import billing_tables as bt
+from workmill import clock, ids
+from workmill.cache import index as cache_index
+from workmill.ledger import RefundLine
+from workmill.orchestrator.context import RunContext
+from workmill.orchestrator.planning import last_log_rows
+from workmill.orchestrator.records import ModuleOutcome, WorkOrderPlan
+from workmill.orchestrator.statuses import TERMINAL, ModuleStatus, work_order_status
+from workmill.state import BillingState
+from workmill.tables import header_with_extras
+
+
+@dataclass
+class Settled:
+    tenant_id: str
+    work_order_id: str
+    status: str
+    reason_code: str
+    spend_credits: int
+    refund_credits: int
+    refund_transaction_id: str
+    refund_note: str
+    started_at: str
+    finished_at: str
+    modules: list[ModuleOutcome]
+    skipped: bool = False  # already settled elsewhere
+
+    @property
+    def duration_ms(self) -> int:
+        a, b = clock.parse_iso(self.started_at), clock.parse_iso(self.finished_at)
+        return int((b - a).total_seconds() * 1000)
+
+
+def complete_outcomes(
+    ctx: RunContext, wo: WorkOrderPlan, outcomes: dict[str, ModuleOutcome]
+) -> list[ModuleOutcome]:
+    """One outcome per planned module, in listed order (missing ones: SKIPPED INTERRUPTED)."""
+    out = []
+    now = clock.now_iso()
+    for m in wo.modules:
+        rec = outcomes.get(m.module_id)
+        if rec is None:
+            rec = ModuleOutcome(
+                module_id=m.module_id,
+                module_run_id=m.module_run_id,
+                module_version=m.module_version,
+                status=ModuleStatus.SKIPPED.value,
+                reason_code=ctx.code("INTERRUPTED"),
+                message="not executed before settle",
+                reuse_output_type=m.reuse_output_type,
+                started_at=now,
+                finished_at=now,
+            )
+        out.append(rec)
+    return out
+
+
+def _settle_one(
+    ctx: RunContext, state: BillingState, wo: WorkOrderPlan, mods: list[ModuleOutcome], now: str
+) -> Settled:
+    statuses = [ModuleStatus(m.status) for m in mods]
+    status = work_order_status(wo.mode, statuses)
+    failing = [m for m in mods if not ModuleStatus(m.status).succeeded]
+    reason = failing[0].reason_code if failing and status.value != "COMPLETED" else ""
+    refunded = {
+        m.module_id: RefundLine(m.status, m.reason_code, m.module_run_id)
+        for m in failing
+        if m.reason_code and ctx.refundable(m.reason_code)
+    }
+    posting = state.refund(wo.work_order_id, refunded)
+    tx = posting.transaction
+    finished = max((m.finished_at for m in mods), default=now)
+    state.append(
+        bt.WORKORDERS_LOG,
+        [
+            {
+                "work_order_id": wo.work_order_id,
+                "tenant_id": wo.tenant_id,
+                "status": status.value,
+                "mode": wo.mode,
+                "reason_code": reason,
+                "spend_transaction_id": wo.spend_transaction_id,
+                "refund_transaction_id": tx.transaction_id,
+                "spend_credits": wo.spend_credits,
+                "refund_credits": tx.amount_credits,
+                "started_at": wo.started_at,
+                "finished_at": finished,
+            }
+        ],
+    )
+    state.append(
+        bt.MODULE_RUNS_LOG,
+        [
+            {
+                "module_run_id": m.module_run_id,
+                "work_order_id": wo.work_order_id,
+                "tenant_id": wo.tenant_id,
+                "module_id": m.module_id,
+                "module_version": m.module_version,
+                "status": m.status,
+                "reason_code": m.reason_code,
+                "reuse_output_type": m.reuse_output_type,
+                "cache_hit": m.cache_hit,
+                "artifacts_published": bool(m.published),
+                "started_at": m.started_at,
+                "finished_at": m.finished_at,
+                "duration_ms": m.duration_ms,
+                "outputs_sha256": m.outputs_sha256,
+            }
+            for m in mods
+        ],
+    )
+    published = [(m, p) for m in mods for p in m.published]
+    if published:
+        release_id = state.new_id(ids.IdKind.RELEASE)
+        state.append(
+            bt.RELEASES_MAP,
+            [
+                {
+                    "release_id": release_id,
+                    "tag": f"wo-{wo.tenant_id}-{wo.work_order_id}",
+                    "github_release_id": "",
+                    "tenant_id": wo.tenant_id,
+                    "work_order_id": wo.work_order_id,
+                    "created_at": wo.started_at,
+                }
+            ],
+        )
+        state.append(
+            bt.ASSETS_MAP,
+            [
+                {
+                    "asset_id": p.asset_id,
+                    "release_id": release_id,
+                    "asset_name": p.filename,
+                    "github_asset_id": "",
+                    "sha256": p.sha256,
+                    "size_bytes": p.size_bytes,
+                }
+                for _, p in published
+            ],
+        )
+    return Settled(
+        tenant_id=wo.tenant_id,
+        work_order_id=wo.work_order_id,
+        status=status.value,
+        reason_code=reason,
+        spend_credits=wo.spend_credits,
+        refund_credits=tx.amount_credits,
+        refund_transaction_id=tx.transaction_id,
+        refund_note=tx.note,
+        started_at=wo.started_at,
+        finished_at=finished,
+        modules=mods,
+    )
+
+
+def _cache_rows(state: BillingState, mods: list[ModuleOutcome], tenant_id: str) -> None:
+    rows = state.rows(bt.CACHE_INDEX)
+    changed = False
+    for m in mods:
+        if m.cache_hit and m.cache_key:
+            rows = cache_index.record_hit(rows, m.cache_key, m.finished_at)
+            changed = True
+        elif m.cache_key and m.cache_created_at:
+            rows = cache_index.record_save(
+                rows,
+                cache_key=m.cache_key,
+                tenant_id=tenant_id,
+                module_id=m.module_id,
+                module_version=m.module_version,
+                created_at=m.cache_created_at,
+                expires_at=m.cache_expires_at,
+                retention_days=m.cache_retention_days,
+                size_bytes=m.cache_saved_bytes,
+            )
+            changed = True
+    if changed:
+        state.set_rows(bt.CACHE_INDEX, rows, header_with_extras(state.header(bt.CACHE_INDEX), rows))
+
+
+def settle(
+    ctx: RunContext,
+    work_orders: list[WorkOrderPlan],
+    outcomes: dict[tuple[str, str], dict[str, ModuleOutcome]],
+) -> list[Settled]:
+    """Settle every given work order in one commit; returns what was settled (or skipped)."""
+    if not work_orders:
+        return []
+    complete = {wo.key: complete_outcomes(ctx, wo, outcomes.get(wo.key, {})) for wo in work_orders}
+
+    def mutate(state: BillingState) -> list[Settled]:
+        now = clock.now_iso()
+        last = last_log_rows(state)
+        out = []
+        for wo in work_orders:
+            row = last.get(wo.key)
+            mods = complete[wo.key]
+            if row is not None and row.get("status") in TERMINAL:
+                out.append(
+                    Settled(
+                        wo.tenant_id,
+                        wo.work_order_id,
+                        row["status"],
+                        row.get("reason_code", ""),
+                        int(row.get("spend_credits") or 0),
+                        int(row.get("refund_credits") or 0),
+                        row.get("refund_transaction_id", ""),
+                        "",
+                        row.get("started_at", ""),
+                        row.get("finished_at", ""),
+                        mods,
+                        skipped=True,
+                    )
+                )
+                continue
+            out.append(_settle_one(ctx, state, wo, mods, now))
+            _cache_rows(state, mods, wo.tenant_id)
+        return out
+
+    return ctx.store.commit_with_retry(mutate)
