@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from conftest import FIXED_NOW
@@ -215,3 +217,20 @@ def test_prune_mutation__keeps_a_row_re_saved_meanwhile(tmp_path):
     assert report.mutation is not None
     assert keys["A"] in {r["cache_key"] for r in report.mutation(fresher)}
     assert keys["E"] not in {r["cache_key"] for r in report.mutation(fresher)}
+
+
+def test_prune__removes_old_leftovers_of_killed_saves_only_with_delete(tmp_path):
+    backend = LocalCacheBackend(tmp_path / "cache")
+    old = backend.tmp_dir / "save.deadbeef0000.x"
+    (old / "entry" / "files").mkdir(parents=True)
+    (old / "entry" / "files" / "half.bin").write_bytes(b"x" * 100)
+    fresh = backend.tmp_dir / "save.fresh.y"  # a save in progress right now
+    fresh.mkdir()
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    report = prune(backend, [], now=NOW, delete=False)
+    assert report.leftovers == [("save.deadbeef0000.x", 100)] and old.exists()
+    assert backend.list_entries() == []
+    report = prune(backend, [], now=NOW, delete=True)
+    assert report.leftovers_removed == ["save.deadbeef0000.x"]
+    assert not old.exists() and fresh.exists()

@@ -24,6 +24,7 @@ from workmill import clock
 from workmill.errors import WorkmillError
 
 ENTRY_FORMAT = "workmill-cache-entry-v1"
+LEFTOVER_AGE_S = 24 * 3600  # a save in progress is never this old; older temp dirs are debris
 
 
 class CacheError(WorkmillError):
@@ -164,3 +165,11 @@ class CacheBackend(abc.ABC):
     @abc.abstractmethod
     def touch(self, key: str, at: datetime) -> None:
         """Record an access (the Actions cache does this itself on restore)."""
+
+    def leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[tuple[str, int]]:
+        """Debris of interrupted saves (name, bytes) older than ``older_than_s``; none by default."""
+        return []
+
+    def remove_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[str]:
+        """Remove what :meth:`leftovers` lists; returns the names removed."""
+        return []

@@ -29,11 +29,13 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from workmill import clock
 from workmill.cache.backend import (
+    LEFTOVER_AGE_S,
     CacheBackend,
     CacheCorrupt,
     CacheError,
@@ -66,6 +68,13 @@ def _check_rel(rel: str) -> PurePosixPath:
     if not rel or p.is_absolute() or any(part in {"", ".", ".."} for part in p.parts):
         raise CacheError(f"{rel!r} is not a safe relative path inside an entry")
     return p
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (or of ``path`` itself)."""
+    if not path.is_dir():
+        return path.lstat().st_size
+    return sum(q.lstat().st_size for q in path.rglob("*") if q.is_file() and not q.is_symlink())
 
 
 def _hash_file(path: Path) -> tuple[int, str]:
@@ -297,6 +306,36 @@ class LocalCacheBackend(CacheBackend):
         except OSError as exc:
             raise CacheUnavailable(f"cannot delete {target}: {exc.strerror or exc}") from exc
         return True
+
+    def leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[tuple[str, int]]:
+        """Temp dirs of crashed saves and deletes. Age is real file age (``time.time``),
+        not the business clock: WORKMILL_NOW must never make a live save look stale."""
+        if not self.tmp_dir.is_dir():
+            return []
+        cutoff = time.time() - older_than_s
+        out = []
+        for p in sorted(self.tmp_dir.iterdir()):
+            try:
+                if p.lstat().st_mtime >= cutoff:
+                    continue
+                size = _tree_bytes(p)
+            except OSError:
+                continue
+            out.append((p.name, size))
+        return out
+
+    def remove_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[str]:
+        removed = []
+        for name, _ in self.leftovers(older_than_s):
+            p = self.tmp_dir / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            if not p.exists():
+                removed.append(name)
+        return removed
 
     def touch(self, key: str, at: datetime) -> None:
         ts = at.timestamp()

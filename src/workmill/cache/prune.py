@@ -154,6 +154,8 @@ class PruneReport:
     dangling: list[ListedEntry] = field(default_factory=list)
     index_rows: list[Row] = field(default_factory=list)
     index_changed: bool = False
+    leftovers: list[tuple[str, int]] = field(default_factory=list)
+    leftovers_removed: list[str] = field(default_factory=list)
     mutation: cache_index.IndexMutation | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -171,6 +173,8 @@ class PruneReport:
             ),
             "failed": [{"cache_key": k, "error": m} for k, m in self.failed],
             "dangling": [asdict(x) for x in self.dangling],
+            "leftovers": [{"name": n, "size_bytes": b} for n, b in self.leftovers],
+            "leftovers_removed": self.leftovers_removed,
         }
 
 
@@ -193,9 +197,11 @@ def prune(
         expired=plan.expired,
         dangling=plan.dangling,
         index_rows=[dict(r) for r in rows],
+        leftovers=backend.leftovers(),
     )
     if not delete:
         return report
+    report.leftovers_removed = backend.remove_leftovers()
     removable: list[str] = []
     for item in plan.expired:
         if not item.in_backend:

@@ -232,6 +232,11 @@ def _print_prune(report) -> None:  # type: ignore[no-untyped-def]
         click.echo(f"{verb} {len(rows_only)} expired index row(s) with no entry in this backend")
     for key, message in report.failed:
         click.echo(f"error: could not delete {key}: {message}", err=True)
+    if report.leftovers:
+        verb = "removed" if report.delete else "would remove"
+        n = len(report.leftovers_removed) if report.delete else len(report.leftovers)
+        size = sum(b for _, b in report.leftovers)
+        click.echo(f"{verb} {n} leftover(s) of interrupted saves ({human_size(size)})")
     if report.dangling:
         click.echo(
             f"kept {len(report.dangling)} live index row(s) with no entry in this backend "
