@@ -107,7 +107,11 @@ def cache_group() -> None:
 
 @cache_group.command("list", context_settings=CONTEXT_SETTINGS)
 @click.option("--tenant-id", default=None, help="Only entries of this tenant.")
-@click.option("--expired", is_flag=True, help="Only entries past their expires_at.")
+@click.option(
+    "--expired",
+    is_flag=True,
+    help="Only entries that can no longer be served (index row, else the entry's own, expired).",
+)
 @billing_state_dir_option
 @json_option
 @pass_app
