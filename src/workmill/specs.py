@@ -496,3 +496,13 @@ def json_schema(kind: str) -> dict[str, Any]:
             "schema", f"unknown kind {kind!r}; one of {', '.join(sorted(SCHEMA_KINDS))}"
         ) from None
     return model.model_json_schema(by_alias=True)
+
+
+def _register_manifest_kinds() -> None:
+    from workmill.artifacts.manifest import OutputsManifestModel, ReleaseManifest
+
+    SCHEMA_KINDS["outputs-manifest"] = OutputsManifestModel
+    SCHEMA_KINDS["release-manifest"] = ReleaseManifest
+
+
+_register_manifest_kinds()

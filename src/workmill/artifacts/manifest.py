@@ -52,3 +52,25 @@ class ReleaseManifest(BaseModel):
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"])
             raise SpecError.at(name, first["msg"], field=field) from exc
+
+
+class OutputsManifestFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: str | None = None
+
+
+class OutputsManifestModel(BaseModel):
+    """The shape of ``outputs_manifest.json`` and of a tenant assets folder's ``manifest.json``
+    (the runner writes it from ``workmill.runner.manifest``; this model is its JSON Schema)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: int = 1
+    module_id: str
+    module_run_id: str | None = None
+    module_version: str | None = None
+    files: list[OutputsManifestFile]
