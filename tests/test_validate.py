@@ -263,3 +263,15 @@ def test_validate_cli__json(pf, cli):
     data = json.loads(r.stdout)
     assert r.returncode == 1 and data["ok"] is False
     assert data["problems"][0]["path"] == "modules/001/action.yml"
+
+
+def test_validate_repo__parallel_path_finds_the_same_problems(pf, monkeypatch):
+    import workmill.validate as v
+    from workmill.validate import _snapshot
+
+    pf.edit("modules/001/action.yml", "shell: bash", "shell: pwsh")
+    pf.write(pf.wo(), f"work_order_id: {pf.work_order}\nmodules: [{{module_id: '042'}}]\n")
+    sequential = problems(pf)
+    monkeypatch.setattr(v, "PARALLEL_THRESHOLD", 1)
+    monkeypatch.setattr(_snapshot, "PARALLEL_LOAD", 1)
+    assert problems(pf) == sequential and len(sequential) >= 2

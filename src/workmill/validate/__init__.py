@@ -8,8 +8,6 @@ reasons, registries): invalid *work orders* never block maintenance.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from workmill.errors import Problem
 from workmill.repo import PlatformRepo
 from workmill.validate._checks import PLATFORM_CHECKS, REQUIRED_GLOBAL_REASONS, action_problems
 from workmill.validate._graph import find_cycles, topological_order, transitive_deps
+from workmill.validate._parallel import fork_map
 from workmill.validate._snapshot import (
     CATEGORY_COLUMNS,
     CATEGORY_REGISTRY,
@@ -137,36 +136,14 @@ def _check_files(ctx: WorkOrderContext, files: list[tuple[str, Path]]):
     return problems, stems
 
 
-_FORKED: WorkOrderContext | None = None
 PARALLEL_THRESHOLD = 2000
 
 
-def _forked_chunk(files: list[tuple[str, Path]]):
-    assert _FORKED is not None
-    return _check_files(_FORKED, files)
-
-
 def _check_files_parallel(ctx: WorkOrderContext, files: list[tuple[str, Path]]):
-    """Work orders are independent: on a big repo, check them on every CPU.
-
-    Workers are forked so they share the already-loaded snapshot; where fork is
-    unavailable the check runs in this process.
-    """
-    global _FORKED
-    workers = min(os.cpu_count() or 1, 8)
-    if len(files) < PARALLEL_THRESHOLD or workers < 2 or "fork" not in mp.get_all_start_methods():
-        return _check_files(ctx, files)
-    size = max(200, len(files) // (workers * 8))
-    chunks = [files[i : i + size] for i in range(0, len(files), size)]
-    _FORKED = ctx
-    try:
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_forked_chunk, chunks)
-    finally:
-        _FORKED = None
+    """Work orders are independent: on a big repo, check them on every CPU."""
     problems: list[Problem] = []
     stems: list[str] = []
-    for found, names in results:
+    for found, names in fork_map(_check_files, ctx, files, threshold=PARALLEL_THRESHOLD):
         problems += found
         stems += names
     return problems, stems

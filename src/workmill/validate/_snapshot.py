@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from workmill.specs import (
     parse_model,
 )
 from workmill.tables import Row, parse_table
+from workmill.validate._parallel import fork_map
 from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml
 
 CATEGORY_REGISTRY = "ids/category_registry.csv"
@@ -254,7 +256,42 @@ def load_snapshot(repo: PlatformRepo) -> Snapshot:
     snap.input_hashes.update(hash_inputs(repo, snap.stray_files))
     snap.input_hashes.update({f"modules/{m}/": FOLDER for m in module_dirs})
     snap.input_hashes.update({f"tenants/{t}/": FOLDER for t in tenant_dirs})
-    for m in module_dirs:
+    trusted = _trusted_schema_hashes(repo)
+    for part in fork_map(_load_modules, (repo, trusted), module_dirs, threshold=PARALLEL_LOAD):
+        _merge(snap, part)
+    for part in fork_map(_load_tenants, repo, tenant_dirs, threshold=PARALLEL_LOAD):
+        _merge(snap, part)
+    return snap
+
+
+PARALLEL_LOAD = 1500
+# params schemas (by sha256) already checked against their metaschema in this process
+_VERIFIED_SCHEMAS: set[str] = set()
+
+
+def _trusted_schema_hashes(repo: PlatformRepo) -> set[str]:
+    """Schemas the last successful compile accepted (checking a schema is slow)."""
+    path = repo.maintenance_dir / "maintenance_manifest.csv"
+    try:
+        rows = parse_table(path.read_bytes(), "manifest", ("kind", "path", "sha256"))[1]
+    except (OSError, SpecError):
+        return set()
+    return {r["sha256"] for r in rows if r["path"].endswith(PARAMS_SCHEMA)}
+
+
+def _merge(snap: Snapshot, part: Snapshot) -> None:
+    snap.modules.update(part.modules)
+    snap.tenants.update(part.tenants)
+    snap.input_hashes.update(part.input_hashes)
+    snap.problems += part.problems
+
+
+def _load_modules(state: tuple[PlatformRepo, set[str]], module_ids: Sequence[str]) -> Snapshot:
+    repo, trusted = state
+    snap = Snapshot(repo)
+    rd = _Reader(snap)
+    root = repo.root
+    for m in module_ids:
         info = ModuleInfo(m)
         snap.modules[m] = info
         base = f"modules/{m}"
@@ -273,21 +310,43 @@ def load_snapshot(repo: PlatformRepo) -> Snapshot:
         else:
             info.action, info.action_doc = rd.spec(f"{base}/action.yml", ActionSpec)
         if (root / base / PARAMS_SCHEMA).is_file():
-            rd.raw(f"{base}/{PARAMS_SCHEMA}")
-            try:
-                info.schema = load_params_schema(root / base)
-            except SpecError as exc:
-                info.schema_ok = False
-                snap.problems.extend(exc.problems)
+            _load_schema(rd, info, f"{base}/{PARAMS_SCHEMA}", trusted)
+    return snap
 
-    for t in tenant_dirs:
-        info_t = TenantInfo(t)
-        snap.tenants[t] = info_t
+
+def _load_schema(rd: _Reader, info: ModuleInfo, rel: str, trusted: set[str]) -> None:
+    data = rd.raw(rel)
+    if data is None:
+        info.schema_ok = False
+        return
+    sha = rd.snap.input_hashes[rel]
+    if sha in trusted or sha in _VERIFIED_SCHEMAS:
+        try:
+            loaded = json.loads(data)
+            if isinstance(loaded, dict):
+                info.schema = loaded
+                return
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass  # fall through to the full check, which names the problem
+    try:
+        info.schema = load_params_schema(rd.snap.repo.module_dir(info.module_id))
+        _VERIFIED_SCHEMAS.add(sha)
+    except SpecError as exc:
+        info.schema_ok = False
+        rd.snap.problems.extend(exc.problems)
+
+
+def _load_tenants(repo: PlatformRepo, tenant_ids: Sequence[str]) -> Snapshot:
+    snap = Snapshot(repo)
+    rd = _Reader(snap)
+    for t in tenant_ids:
+        info = TenantInfo(t)
+        snap.tenants[t] = info
         rel = f"tenants/{t}/tenant.yml"
-        if not (root / rel).is_file():
+        if not (repo.root / rel).is_file():
             snap.problems.append(Problem(rel, None, "", "file not found"))
             continue
-        info_t.spec, info_t.doc = rd.spec(rel, TenantSpec)
+        info.spec, info.doc = rd.spec(rel, TenantSpec)
     return snap
 
 
