@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
+from conftest import run_cli
 from test_billing_support import OTHER, TENANT, make_repo, store_snapshot
 
 
@@ -15,6 +17,21 @@ def repo(tmp_path, cli):
     r = cli("state", "bootstrap", cwd=root)
     assert r.returncode == 0, r.stderr
     assert "created billing state" in r.stdout
+    return root
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """A bootstrapped repo with one 500-credit top-up and a pulled working copy.
+
+    Shared by tests whose commands must be refused (they assert nothing changed).
+    """
+    root = make_repo(tmp_path_factory.mktemp("seeded") / "repo")
+    assert run_cli("state", "bootstrap", cwd=root).returncode == 0
+    assert _topup(run_cli, root).returncode == 0
+    assert (
+        run_cli("state", "pull", "--billing-state-dir", str(root / "wc"), cwd=root).returncode == 0
+    )
     return root
 
 
@@ -78,13 +95,13 @@ def test_topup__same_reference_twice_is_one_topup(cli, repo):
         (("5", "bad ref"), "--reference"),
     ],
 )
-def test_topup__bad_input_is_one_line_exit_1_and_changes_nothing(cli, repo, args, message):
-    before = store_snapshot(repo)
-    r = _topup(cli, repo, *args)
+def test_topup__bad_input_is_one_line_exit_1_and_changes_nothing(cli, seeded, args, message):
+    before = store_snapshot(seeded)
+    r = _topup(cli, seeded, *args)
     assert r.returncode == 1, r.stdout
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert store_snapshot(repo) == before
+    assert store_snapshot(seeded) == before
 
 
 def test_ledger_show_and_verify__after_topups(cli, repo):
@@ -142,31 +159,29 @@ def _edit(path, old, new):
     ],
 )
 def test_state_push__bad_edits_refused_with_reason_state_unchanged(
-    cli, repo, tmp_path, table, edit, message
+    cli, seeded, tmp_path, table, edit, message
 ):
-    _topup(cli, repo)
     wc = tmp_path / "wc"
-    cli("state", "pull", "--billing-state-dir", str(wc), cwd=repo)
+    shutil.copytree(seeded / "wc", wc)
     _edit(wc / table, *edit)
-    before = store_snapshot(repo)
-    r = cli("state", "push", "--billing-state-dir", str(wc), cwd=repo)
+    before = store_snapshot(seeded)
+    r = cli("state", "push", "--billing-state-dir", str(wc), cwd=seeded)
     assert r.returncode == 1, r.stdout
     assert message in r.stderr and "Traceback" not in r.stderr
-    assert store_snapshot(repo) == before
+    assert store_snapshot(seeded) == before
 
 
-def test_state_push__appended_ledger_rows_that_break_invariants_refused(cli, repo, tmp_path):
-    _topup(cli, repo)
+def test_state_push__appended_ledger_rows_that_break_invariants_refused(cli, seeded, tmp_path):
     wc = tmp_path / "wc"
-    cli("state", "pull", "--billing-state-dir", str(wc), cwd=repo)
+    shutil.copytree(seeded / "wc", wc)
     tx = wc / "transactions.csv"
     last = tx.read_text().splitlines()[-1]
     tx.write_text(tx.read_text() + last + "\n")  # duplicated transaction id
-    before = store_snapshot(repo)
-    r = cli("state", "push", "--billing-state-dir", str(wc), cwd=repo)
+    before = store_snapshot(seeded)
+    r = cli("state", "push", "--billing-state-dir", str(wc), cwd=seeded)
     assert r.returncode == 1
     assert "id-unique" in r.stderr and "balance-chain" in r.stderr
-    assert store_snapshot(repo) == before
+    assert store_snapshot(seeded) == before
 
 
 def test_state_push__stale_working_copy_is_a_conflict(cli, repo, tmp_path):
