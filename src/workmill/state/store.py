@@ -54,7 +54,7 @@ from workmill.tables import header_with_extras, parse_table, render_table
 
 T = TypeVar("T")
 
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 1 << 20
 KEEP_REVISIONS = 10
 GC_SLACK = 5  # collect only when this many revisions beyond KEEP_REVISIONS pile up (amortised)
 ENV_COMMIT_SLEEP = "WORKMILL_TEST_COMMIT_SLEEP"  # test hook: pause inside a commit
