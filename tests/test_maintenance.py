@@ -239,3 +239,13 @@ def test_check_fresh__never_compiled(tmp_path):
 
     with pytest.raises(StaleMaintenance, match=r"maintenance_manifest\.csv is missing"):
         check_fresh(PlatformRepo.open(tmp_path))
+
+
+def test_reason_catalog__retired_key_is_unknown_to_modules(pf):
+    pf.edit("modules/001/validation.yml", "key: E01", "key: E03")
+    run_maintenance(pf.fresh())
+    catalog = ReasonCatalog.load(pf.root / MS)
+    assert catalog.resolve_module_reason("001", "E01") is None
+    assert catalog.resolve_module_reason("001", "102001001") is None
+    assert catalog.resolve_module_reason("001", "E03").code == "102001002"
+    assert catalog.get("102001001").status == "retired"

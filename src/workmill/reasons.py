@@ -90,20 +90,31 @@ class ReasonCatalog:
     def global_code(self, name: str) -> str:
         """Code of a platform reason by name (``MODULE_TIMEOUT``); KeyError when unknown."""
         for r in self.by_code.values():
-            if r.scope == "global" and r.name == name:
+            if r.scope == "global" and r.name == name and r.status != "retired":
                 return r.code
         raise KeyError(f"global reason {name} is not in the reason catalog (run maintenance)")
 
     def resolve_module_reason(self, module_id: str, written: str) -> Reason | None:
-        """What a module wrote to ``WM_REASON_FILE`` (a key of its own, or a full code)."""
+        """What a module wrote to ``WM_REASON_FILE`` (a key of its own, or a full code).
+
+        Retired codes (their key was deleted) are unknown: the catalog keeps them
+        only so old log rows still resolve to a name.
+        """
         written = written.strip()
         if written in self.by_code:
             r = self.by_code[written]
+            if r.status == "retired":
+                return None
             if r.scope == "global" or r.module_id == module_id:
                 return r
             return None
         for r in self.by_code.values():
-            if r.scope == "module" and r.module_id == module_id and r.key == written:
+            if (
+                r.scope == "module"
+                and r.module_id == module_id
+                and r.key == written
+                and r.status != "retired"
+            ):
                 return r
         return None
 
