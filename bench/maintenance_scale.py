@@ -109,8 +109,10 @@ def main() -> None:
             root = Path(tmp) / "repo"
             t = time.perf_counter()
             generate(root, n_mod, n_ten)
-            print(f"# generated {size} ({n_ten * WORK_ORDERS_PER_TENANT} work orders) in "
-                  f"{time.perf_counter() - t:.1f}s")
+            print(
+                f"# generated {size} ({n_ten * WORK_ORDERS_PER_TENANT} work orders) in "
+                f"{time.perf_counter() - t:.1f}s"
+            )
             for label, args in (
                 ("maintenance (first)", ["maintenance"]),
                 ("maintenance (again)", ["maintenance"]),
