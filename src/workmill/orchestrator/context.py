@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from workmill import billing_tables as bt
 from workmill.cache.backend import CacheBackend
 from workmill.cache.service import open_backend
 from workmill.errors import NotFound
@@ -55,6 +56,11 @@ class RunContext:
     @cached_property
     def cache(self) -> CacheBackend:
         return open_backend(self.repo)
+
+    @cached_property
+    def cache_index_rows(self) -> list[dict[str, str]]:
+        """cache_index.csv as of the start of execution: an operator's shortened expiry holds."""
+        return self.store.load().rows(bt.CACHE_INDEX)
 
     @cached_property
     def catalog(self) -> ReasonCatalog:

@@ -172,6 +172,8 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
         except (OSError, WorkmillError) as exc:
             ctx.reporter.warn(f"{wo.work_order_id}: release manifest not published: {exc}")
 
+    if any(m.reuse_output_type == "cache" for wo in plan.work_orders for m in wo.modules):
+        _ = ctx.cache_index_rows  # read once, before the worker threads need it
     pending = sum(1 for j in jobs if j.key not in initial)
     ctx.reporter.start(len(plan.work_orders), pending)
     try:

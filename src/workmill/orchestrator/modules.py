@@ -172,6 +172,8 @@ def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Module
         )
 
     try:
+        if mp.unrunnable:
+            return done(FAILED, "INTERNAL_ERROR", mp.unrunnable)
         if mp.purchase_release_artifacts:
             ok, why = _artifacts_eligible(ctx, mp.module_id)
             if not ok:
@@ -249,7 +251,9 @@ def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root:
             request = None
     if request is not None and mp.reuse_output_type == "cache":
         ws = create_workspace(ws_root, replace=True)
-        hit = cache_service.lookup_and_restore(ctx.cache, request, ws.outputs)
+        hit = cache_service.lookup_and_restore(
+            ctx.cache, request, ws.outputs, index_rows=ctx.cache_index_rows
+        )
         if hit is not None:
             manifest = _finish_reused(ctx, ws_root, wo, mp)
             extra = {"cache_hit": True, "cache_key": hit.key}

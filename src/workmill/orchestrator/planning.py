@@ -130,9 +130,22 @@ def _resume_plan(ctx: RunContext, state: BillingState, c: Candidate, row: dict) 
             return WorkOrderPlan.model_validate_json(path.read_bytes())
         except ValueError:
             pass
-    modules = (
-        module_plans(ctx, c.spec, lambda: state.new_id(ids.IdKind.MODULE_RUN)) if c.spec else []
-    )
+    if c.spec is not None:
+        modules = module_plans(ctx, c.spec, lambda: state.new_id(ids.IdKind.MODULE_RUN))
+    else:
+        # the file no longer loads: settle every charged line as not delivered
+        q = state.spend_quote(c.work_order_id)
+        modules = [
+            ModulePlan(
+                module_id=line.module_id,
+                module_run_id=state.new_id(ids.IdKind.MODULE_RUN),
+                module_version="",
+                reuse_output_type="new",
+                unrunnable="work order file no longer valid: "
+                + "; ".join(str(p) for p in c.problems[:3]),
+            )
+            for line in (q.lines if q else ())
+        ]
     return WorkOrderPlan(
         tenant_id=c.tenant_id,
         work_order_id=c.work_order_id,
@@ -244,8 +257,21 @@ def plan(ctx: RunContext) -> Plan:
     check_fresh(ctx.repo)
     now = clock.now_iso()
     candidates, notes = discover(ctx)
+    # cheap pre-filter (the commit re-checks): processed work orders need no lease
+    last = last_log_rows(ctx.store.load())
     mine: list[Candidate] = []
     for c in candidates:
+        row = last.get(c.key)
+        if row is not None and row.get("status") in TERMINAL:
+            notes.append(
+                Decision(
+                    tenant_id=c.tenant_id,
+                    work_order_id=c.work_order_id,
+                    status="SKIPPED",
+                    message=f"already processed ({row.get('status')})",
+                )
+            )
+            continue
         if ctx.options.dry_run or ctx.leases.claim(f"{c.tenant_id}-{c.work_order_id}"):
             mine.append(c)
         else:

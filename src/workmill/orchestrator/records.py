@@ -34,6 +34,7 @@ class ModulePlan(_Rec):
     release_tag: str | None = None
     assets_folder_name: str | None = None
     depends_on: list[str] = Field(default_factory=list)
+    unrunnable: str = ""  # set when a resumed work order can no longer be run (why)
 
 
 class WorkOrderPlan(_Rec):
