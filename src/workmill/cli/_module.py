@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from workmill import ids
 from workmill.cli._common import (
     CONTEXT_SETTINGS,
     AppContext,
+    echo_err,
     echo_json,
     json_option,
     pass_app,
@@ -22,6 +24,7 @@ from workmill.cli._common import (
 from workmill.errors import NotFound, SpecError, UsageError
 from workmill.reasons import CATALOG_FILE, ReasonCatalog
 from workmill.runner import ModuleRunRequest, ModuleRunResult, ModuleStatus, run_module
+from workmill.specs import ModuleSpec
 from workmill.yamlio import read_yaml
 
 LOCAL_TENANT = "000000"
@@ -64,6 +67,29 @@ def load_catalog(app: AppContext) -> ReasonCatalog:
             "(it compiles the reason codes a module run reports)"
         )
     return ReasonCatalog.load(repo.maintenance_dir)
+
+
+def inputs_from_previous_runs(
+    runtime_dir: Path, tenant_id: str, work_order_id: str, spec: ModuleSpec
+) -> Path:
+    """``$WM_INPUTS_DIR`` assembled from the outputs of earlier local runs of the
+    dependencies in the same (tenant, work order): run 001, then 002 finds 001's files."""
+    wo_dir = runtime_dir / tenant_id / work_order_id
+    dest = wo_dir / "_inputs" / spec.module_id
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for inp in spec.inputs:
+        src = wo_dir / inp.module / "outputs" / inp.name
+        if not src.is_file() or src.is_symlink():
+            echo_err(
+                f"warning: input {inp.module}/{inp.name} not found in {src.parent} "
+                f"(run `workmill module run {inp.module}` first, or pass --inputs)"
+            )
+            continue
+        (dest / inp.module / inp.name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / inp.module / inp.name)
+    return dest
 
 
 def _print_result(r: ModuleRunResult, module_name: str) -> None:
@@ -115,7 +141,8 @@ def module_group() -> None:
     "inputs_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="$WM_INPUTS_DIR: dependency outputs as <dep_module_id>/<file>.",
+    help="$WM_INPUTS_DIR: dependency outputs as <dep_module_id>/<file>. Default: "
+    "the outputs of earlier local runs of the dependencies (same --work-order-id).",
 )
 @click.option("--smoke", is_flag=True, help="WM_MODE=smoke; default params from smoke.params.")
 @click.option(
@@ -182,6 +209,9 @@ def module_run(
     if params is None:
         params = dict(spec.smoke.params) if smoke else {}
     catalog = load_catalog(app)
+    runtime = (runtime_dir or repo.root / "runtime").resolve()
+    if inputs_dir is None and spec.inputs:
+        inputs_dir = inputs_from_previous_runs(runtime, tenant_id, work_order_id, spec)
     cancel = threading.Event()
     req = ModuleRunRequest.from_repo(
         repo,
@@ -191,7 +221,7 @@ def module_run(
         module_run_id=ids.generate(ids.IdKind.MODULE_RUN),
         params=params,
         catalog=catalog,
-        runtime_dir=runtime_dir.resolve() if runtime_dir else None,
+        runtime_dir=runtime,
         inputs_dir=inputs_dir,
         mode="smoke" if smoke else "run",
         timeout_seconds=timeout_seconds,
