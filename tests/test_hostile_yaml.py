@@ -150,3 +150,55 @@ def test_hostile_params_schema__invalid_json_reported(tmp_path, cli):
     pf.write("modules/001/schemas/params.schema.json", json.dumps({"type": 5})[:-1])
     r = cli("validate", cwd=pf.root)
     assert r.returncode == 1 and "modules/001/schemas/params.schema.json" in r.stdout
+
+
+def _both_paths(pf: Platform, text: str):
+    from workmill.validate import _workorders
+
+    pf.write(pf.wo(), text)
+    fast = validate_repo(pf.fresh())
+    original = _workorders.fast_load
+    _workorders.fast_load = lambda _text: (False, None)
+    try:
+        slow = validate_repo(pf.fresh())
+    finally:
+        _workorders.fast_load = original
+    return fast, slow
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(params=hostile_values, extra=st.sampled_from(["", "enabled: yes\n", "mode: 2020-01-01\n"]))
+def test_fast_path__same_verdict_as_hostile_loader(shared, params, extra):
+    original = shared.read(shared.wo())
+    try:
+        body = {
+            "work_order_id": shared.work_order,
+            "modules": [{"module_id": "001", "params": params}],
+        }
+        fast, slow = _both_paths(shared, extra + yaml.safe_dump(body, allow_unicode=True))
+        assert fast == slow
+    finally:
+        shared.write(shared.wo(), original)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "work_order_id: {wo}\nmodules:\n  - {{module_id: '001', params: {{greeting: a, greeting: b}}}}\n",
+        "work_order_id: {wo}\nmodules:\n  - {{module_id: '001', params: {{x: {{1: a, 01: b}}}}}}\n",
+        "work_order_id: {wo}\nmodules:\n  - {{<<: {{module_id: '001'}}}}\n",
+        "work_order_id: {wo}\nmodules: [{{module_id: '001', params: {{greeting: "
+        + "[" * 40
+        + "]" * 40
+        + "}}}}]\n",
+    ],
+)
+def test_fast_path__duplicates_merges_and_depth_still_refused(shared, text):
+    original = shared.read(shared.wo())
+    try:
+        fast, slow = _both_paths(shared, text.format(wo=shared.work_order))
+        assert fast == slow and fast, fast
+    finally:
+        shared.write(shared.wo(), original)

@@ -14,6 +14,7 @@ from workmill import ids
 from workmill.errors import Problem, SpecError
 from workmill.specs import RELEASE_TAG, WorkOrderSpec, parse_model
 from workmill.validate._checks import params_messages
+from workmill.validate._fastyaml import fast_load
 from workmill.validate._snapshot import ModuleInfo, Snapshot, canonical_json
 from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml, problem
 
@@ -69,6 +70,9 @@ def check_work_order_file(
                 "file name must be <work_order_id>.yml with " + ids.describe(ids.IdKind.WORK_ORDER),
             )
         ]
+    fast = _fast_check(ctx, tenant_id, stem, path, rel)
+    if fast is not None:
+        return fast, []
     doc, out = read_work_order(path, rel)
     if doc is None:
         return None, out
@@ -77,6 +81,27 @@ def check_work_order_file(
     except SpecError as exc:
         return None, list(exc.problems)
     return spec, work_order_problems(ctx, tenant_id, stem, spec, doc)
+
+
+def _fast_check(
+    ctx: WorkOrderContext, tenant_id: str, stem: str, path: Path, rel: str
+) -> WorkOrderSpec | None:
+    """The spec when the file loads on the fast path *and* has no problem at all."""
+    try:
+        data = path.read_bytes()
+        if len(data) > MAX_BYTES:
+            return None
+        ok, loaded = fast_load(data.decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not ok or not isinstance(loaded, dict):
+        return None
+    doc = YamlDoc(rel, loaded)
+    try:
+        spec = parse_model(doc, WorkOrderSpec)
+    except SpecError:
+        return None
+    return None if work_order_problems(ctx, tenant_id, stem, spec, doc) else spec
 
 
 def work_order_problems(

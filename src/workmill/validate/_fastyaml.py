@@ -1,0 +1,81 @@
+"""A fast path for the many small, plain work-order files.
+
+``yamlio.parse_yaml`` drives libyaml event by event so it can refuse hostile
+input and remember lines; that costs ~2.5x libyaml's own composer. A file
+that *cannot* be hostile in those ways (no anchors, aliases, tags or merge
+keys, small, shallow) is loaded with the C composer instead. The result is
+only trusted when it validates cleanly: on any problem the caller re-reads
+the file with ``parse_yaml`` so errors carry line numbers and the same rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from workmill.yamlio import MAX_DEPTH
+
+try:
+    _Base: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Base = yaml.SafeLoader
+
+MAX_FAST_BYTES = 64 * 1024
+# an upper bound of the nesting the composer could meet (each level needs one of these)
+MAX_NESTING_MARKS = 2000
+_FORBIDDEN = ("&", "*", "!", "<<", "%", "\t")
+
+
+class _NotPlain(Exception):
+    pass
+
+
+class _FastLoader(_Base):  # type: ignore[misc, valid-type]
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, Any]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _NotPlain
+            key = self.construct_object(key_node)
+            ident = (type(key).__name__, key)
+            if ident in seen:
+                raise _NotPlain  # duplicate key: the slow path reports it with lines
+            seen.add(ident)
+        return super().construct_mapping(node, deep)
+
+
+# keep timestamps as text, as yamlio does
+_FastLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
+
+
+def _depth(value: Any) -> int:
+    deepest = 0
+    work = [(value, 1)]
+    while work:
+        v, d = work.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d)
+            work += [(x, d + 1) for x in v.values()]
+        elif isinstance(v, list):
+            deepest = max(deepest, d)
+            work += [(x, d + 1) for x in v]
+    return deepest
+
+
+def fast_load(text: str) -> tuple[bool, Any]:
+    """(True, data) when ``text`` is plain enough to load fast; (False, None) otherwise."""
+    if len(text) > MAX_FAST_BYTES or any(s in text for s in _FORBIDDEN):
+        return False, None
+    marks = text.count("\n") + text.count("-") + text.count("[") + text.count("{") + text.count("?")
+    if marks > MAX_NESTING_MARKS:
+        return False, None
+    try:
+        data = yaml.load(text, Loader=_FastLoader)
+    except (_NotPlain, yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+        return False, None
+    if _depth(data) >= MAX_DEPTH - 1:
+        return False, None
+    return True, data
