@@ -27,8 +27,8 @@ import resource, subprocess, sys, time
 t = time.perf_counter()
 rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
 wall = time.perf_counter() - t
-peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(rc, wall, peak_kib)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(rc, wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime)
 """
 
 
@@ -90,19 +90,19 @@ def generate(root: Path, n_modules: int, n_tenants: int) -> None:
             )
 
 
-def measure(repo: Path, *args: str) -> tuple[int, float, float]:
+def measure(repo: Path, *args: str) -> tuple[int, float, float, float]:
     cmd = [sys.executable, "-m", "workmill", "--repo", str(repo), *args]
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True, check=True
     ).stdout.split()
-    return int(out[0]), float(out[1]), int(out[2]) / 1024
+    return int(out[0]), float(out[1]), int(out[2]) / 1024, float(out[3])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="*", default=["100x500", "999x5000"])
     ns = ap.parse_args()
-    print(f"{'size':>12} {'command':<22} {'rc':>3} {'wall s':>8} {'peak MiB':>9}")
+    print(f"{'size':>12} {'command':<22} {'rc':>3} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9}")
     for size in ns.sizes:
         n_mod, n_ten = (int(x) for x in size.split("x"))
         with tempfile.TemporaryDirectory(prefix="wm-bench-") as tmp:
@@ -119,8 +119,11 @@ def main() -> None:
                 ("maintenance --check", ["maintenance", "--check"]),
                 ("validate", ["validate"]),
             ):
-                rc, wall, peak = measure(root, *args)
-                print(f"{size:>12} {label:<22} {rc:>3} {wall:>8.2f} {peak:>9.1f}", flush=True)
+                rc, wall, peak, cpu = measure(root, *args)
+                print(
+                    f"{size:>12} {label:<22} {rc:>3} {wall:>8.2f} {cpu:>7.2f} {peak:>9.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
