@@ -268,7 +268,7 @@ def run_module(req: ModuleRunRequest) -> ModuleRunResult:
                 outcome = failed(req.catalog, "MODULE_FAILED", str(exc).replace("\n", "; "))
         if outcome is None:
             write_params(ws, params)
-            inputs_dir = req.inputs_dir or (ws.root / "inputs")
+            inputs_dir = req.inputs_dir or ws.inputs
             inputs_dir.mkdir(parents=True, exist_ok=True)
             cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / mid)
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -279,12 +279,12 @@ def run_module(req: ModuleRunRequest) -> ModuleRunResult:
                 "WM_MODULE_RUN_ID": req.module_run_id,
                 "WM_MODULE_VERSION": module.version,
                 "WM_PARAMS_FILE": str(ws.params_file),
-                "WM_INPUTS_DIR": str(inputs_dir.resolve()),
+                "WM_INPUTS_DIR": os.path.abspath(inputs_dir),
                 "WM_OUTPUTS_DIR": str(ws.outputs),
                 "WM_REASON_FILE": str(ws.reason_file),
                 "WM_MODE": req.mode,
-                "WM_CACHE_DIR": str(cache_dir.resolve()),
-                "GITHUB_ACTION_PATH": str(req.module_dir.resolve()),
+                "WM_CACHE_DIR": os.path.abspath(cache_dir),
+                "GITHUB_ACTION_PATH": os.path.abspath(req.module_dir),
                 "GITHUB_WORKSPACE": str(ws.work),
                 "RUNNER_TEMP": str(ws.tmp),
                 "RUNNER_OS": runner_os(),

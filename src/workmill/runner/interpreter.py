@@ -339,8 +339,7 @@ def _run_one(
         "GITHUB_ENV": ws.steps / f"{n}.env",
         "GITHUB_PATH": ws.steps / f"{n}.path",
     }
-    for f in files.values():
-        f.touch()
+    # not created: `>> "$GITHUB_OUTPUT"` creates it, and an absent file means "nothing"
     env = dict(s.base_env)
     env.update(github_env)
     env.update(step_env)

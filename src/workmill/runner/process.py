@@ -8,7 +8,9 @@ up orphan processes at the end of a job.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -69,6 +71,40 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+class _ExitWaiter:
+    """``wait(seconds) -> exited?`` without busy polling: a pidfd where the kernel has
+    one (no extra thread, woken at exit), else a thread blocked in waitpid."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.exited = False
+        self.done: threading.Event | None = None
+        try:
+            self.pidfd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+            done = threading.Event()
+            self.done = done
+            threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
+
+    def wait(self, seconds: float) -> bool:
+        if self.exited:
+            return True
+        if self.done is not None:
+            self.exited = self.done.wait(seconds)
+        else:
+            assert self.pidfd is not None
+            ready, _, _ = select.select([self.pidfd], [], [], seconds)
+            self.exited = bool(ready)
+        return self.exited
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None
+
+
 def run_step_process(
     argv: list[str],
     *,
@@ -103,24 +139,25 @@ def run_step_process(
     drain.start()
     groups.drains.append(drain)
 
-    done = threading.Event()
-    waiter = threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True)
-    waiter.start()
+    waiter = _ExitWaiter(proc)
     timed_out = cancelled = False
-    while not done.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        if cancel is not None and cancel.is_set():
-            cancelled = True
-            break
-        done.wait(min(remaining, POLL_SECONDS))
+    try:
+        while not waiter.wait(0):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            waiter.wait(min(remaining, POLL_SECONDS))
+    finally:
+        waiter.close()
     if timed_out or cancelled:
         groups.kill_all(grace_seconds)
-        waiter.join()
+        proc.wait()
         return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
-    waiter.join()
+    proc.wait()
     # output written just before exit is drained before the step's outputs are read
     drain.join(timeout=0.05 if _group_alive(proc.pid) else 1.0)
     return StepProcessResult(proc.returncode)

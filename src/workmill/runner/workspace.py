@@ -22,7 +22,6 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,45 +57,24 @@ class RunnerError(WorkmillError):
     """The run could not even start (bad request, workspace exists, catalog incomplete)."""
 
 
-@dataclass(frozen=True)
 class Workspace:
-    root: Path
+    """The paths of one run's workspace (computed once: a run asks for them often)."""
 
-    @property
-    def outputs(self) -> Path:
-        return self.root / "outputs"
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.outputs = root / "outputs"
+        self.logs = root / "logs"
+        self.work = root / "work"
+        self.tmp = root / "tmp"
+        self.steps = root / "steps"
+        self.inputs = root / "inputs"
+        self.params_file = root / "params.json"
+        self.reason_file = root / "reason.txt"
+        self.manifest_file = root / "outputs_manifest.json"
+        self.runner_log = self.logs / "runner.log"
 
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def steps(self) -> Path:
-        return self.root / "steps"
-
-    @property
-    def params_file(self) -> Path:
-        return self.root / "params.json"
-
-    @property
-    def reason_file(self) -> Path:
-        return self.root / "reason.txt"
-
-    @property
-    def manifest_file(self) -> Path:
-        return self.root / "outputs_manifest.json"
-
-    @property
-    def runner_log(self) -> Path:
-        return self.logs / "runner.log"
+    def __repr__(self) -> str:
+        return f"Workspace({self.root!s})"
 
 
 def workspace_path(runtime_dir: Path, tenant_id: str, work_order_id: str, module_id: str) -> Path:
