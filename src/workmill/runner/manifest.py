@@ -83,7 +83,10 @@ def build_manifest(
         module_id,
         module_run_id,
         module_version,
-        [ManifestFile(f.path, f.size_bytes, f.sha256, f.format) for f in files],
+        [
+            ManifestFile(f.path, f.size_bytes, f.sha256, f.format)
+            for f in sorted(files, key=lambda f: f.path)
+        ],
     )
 
 
