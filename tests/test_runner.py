@@ -457,3 +457,23 @@ def test_run_module__parallel_threads_do_not_interfere(tmp_path):
         assert r.status == "COMPLETED"
         assert (r.outputs_dir / "o").read_text() == f"{i}\n"
         assert f"n={i}" in step_log(r)
+
+
+def test_public_api__pinned():
+    import workmill.runner as runner
+
+    assert set(runner.__all__) >= {
+        "run_module",
+        "ModuleRunRequest",
+        "ModuleRunResult",
+        "ModuleStatus",
+        "check_outputs",
+        "build_manifest",
+        "read_manifest",
+        "write_manifest",
+        "check_action",
+        "RunnerError",
+        "ExpressionError",
+    }
+    for name in runner.__all__:
+        assert getattr(runner, name) is not None

@@ -160,3 +160,50 @@ def test_module_run__without_catalog_says_run_maintenance(cli, repo):
 def test_module_run__help_has_example(cli, repo):
     res = cli("module", "run", "-h", cwd=repo)
     assert res.returncode == 0 and "Example:" in res.stdout
+
+
+def test_module_run__every_example_module_in_dependency_order(cli, tmp_path):
+    """The shipped example platform: maintenance, then each module on its smoke params."""
+    import shutil
+
+    from workmill.cli._module import inputs_from_previous_runs
+    from workmill.reasons import ReasonCatalog
+    from workmill.repo import PlatformRepo
+    from workmill.runner import ModuleRunRequest, run_module
+
+    src = Path(__file__).resolve().parents[1] / "examples" / "platform"
+    if not (src / "modules").is_dir():
+        pytest.skip("examples/platform not present")
+    root = tmp_path / "platform"
+    shutil.copytree(
+        src, root, ignore=shutil.ignore_patterns("runtime", ".workmill", ".billing-state")
+    )
+    res = cli("maintenance", cwd=root)
+    assert res.returncode == 0, res.stderr
+    repo = PlatformRepo.open(root)
+    catalog = ReasonCatalog.load(repo.maintenance_dir)
+    done: set[str] = set()
+    pending = repo.module_ids()
+    while pending:
+        ready = [m for m in pending if set(repo.module(m).deps) <= done]
+        assert ready, f"no runnable module among {pending}"
+        for mid in ready:
+            spec = repo.module(mid)
+            runtime = root / "runtime"
+            req = ModuleRunRequest.from_repo(
+                repo,
+                mid,
+                tenant_id="000000",
+                work_order_id="LOCALRUN",
+                module_run_id="Example1",
+                params=dict(spec.smoke.params),
+                catalog=catalog,
+                runtime_dir=runtime,
+                inputs_dir=inputs_from_previous_runs(runtime, "000000", "LOCALRUN", spec),
+                mode="smoke",
+            )
+            r = run_module(req)
+            assert r.status != "FAILED", (mid, r.message, r.runner_log.read_text())
+            assert {f.path for f in r.manifest.files} >= {o.name for o in spec.outputs}
+            done.add(mid)
+            pending.remove(mid)
