@@ -227,8 +227,9 @@ def check_module_registry(snap: Snapshot) -> list[Problem]:
             out.append(
                 Problem(rel, line, "status", f"expected active or retired, got {row['status']!r}")
             )
+    registered = set(seen.values())
     for m in snap.modules:
-        if ids.is_valid(ids.IdKind.MODULE, m) and m not in seen.values():
+        if ids.is_valid(ids.IdKind.MODULE, m) and m not in registered:
             out.append(
                 Problem(
                     f"modules/{m}",
