@@ -316,7 +316,7 @@ def test_example__chart_and_report_escape_hostile_text(tmp_path):
 
 
 def test_example__warehouse_delays_straddle_its_timeout():
-    """A3 must time out (MODULE_TIMEOUT) and A4's load must outlast 006 yet finish."""
+    """A3's load must time out (MODULE_TIMEOUT); A4's must finish well within the limit."""
     timeout_s = REPO.module("007").timeout_minutes * 60
     delay = {
         wo: {m.module_id: m.params for m in work_order(wo).modules}["007"]["delay_seconds"]
@@ -602,14 +602,24 @@ def example_copy(tmp_path) -> Path:
     return dest
 
 
-def test_example__validate_and_maintenance_accept_it(example_copy, cli):
-    r = cli("validate", cwd=example_copy)
-    assert r.returncode == 0 and r.stdout.startswith("ok:"), r.stdout + r.stderr
-    r = cli("maintenance", cwd=example_copy)
-    assert r.returncode == 0, r.stdout + r.stderr
-    again = cli("maintenance", "--check", cwd=example_copy)
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A copy of the example after `workmill validate` and `workmill maintenance`."""
+    from conftest import run_cli
+
+    dest = tmp_path_factory.mktemp("compiled") / "platform"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest, run_cli("validate", cwd=dest), run_cli("maintenance", cwd=dest)
+
+
+def test_example__validate_and_maintenance_accept_it(compiled, cli):
+    root, validated, maintained = compiled
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert validated.stdout.startswith("ok:")
+    assert maintained.returncode == 0, maintained.stdout + maintained.stderr
+    again = cli("maintenance", "--check", cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
-    ms = example_copy / "maintenance-state"
+    ms = root / "maintenance-state"
     assert read_table(ms / "tenant_relationships.csv") == [
         {"source_tenant_id": "Pt4rnr", "target_tenant_id": "Nwind1"}
     ]
@@ -618,3 +628,103 @@ def test_example__validate_and_maintenance_accept_it(example_copy, cli):
     assert len(catalog) == len(REPO.global_reasons().reasons) + module_reasons
     registry = read_table(ms / "ids" / "module_registry.csv")
     assert all(len(r["digest"]) == 64 for r in registry)
+
+
+def test_example__modules_run_through_the_real_runner(compiled, tmp_path):
+    """The runner interprets each action.yml: smoke for all, then the two module reasons."""
+    from workmill.reasons import ReasonCatalog
+    from workmill.runner import ModuleRunRequest, run_module
+
+    repo = PlatformRepo.open(compiled[0])
+    catalog = ReasonCatalog.load(repo.maintenance_dir)
+
+    def module_run(module_id: str, params: dict, inputs: Path, mode: str = "run"):
+        req = ModuleRunRequest.from_repo(
+            repo, module_id, tenant_id="Ag3ncy", work_order_id="RunnerT1",
+            module_run_id=ids.generate(ids.IdKind.MODULE_RUN), params=params, catalog=catalog,
+            runtime_dir=tmp_path / "rt", inputs_dir=inputs, mode=mode, replace_existing=True,
+            cache_dir=tmp_path / "deps-cache" / module_id,
+        )  # fmt: skip
+        return run_module(req)
+
+    outputs: dict[str, Path] = {}
+    for module_id in sorted(MODULES, key=lambda m: len(REPO.module(m).deps)):
+        inputs = tmp_path / "in" / module_id
+        inputs.mkdir(parents=True)
+        for dep in REPO.module(module_id).deps:
+            shutil.copytree(outputs[dep], inputs / dep)
+        r = module_run(module_id, dict(REPO.module(module_id).smoke.params), inputs, "smoke")
+        assert r.status in ("COMPLETED", "COMPLETED_WITH_EXCEPTION"), (module_id, r.message)
+        outputs[module_id] = tmp_path / "out" / module_id
+        shutil.copytree(r.outputs_dir, outputs[module_id])
+    codes = {(r.module_id, r.key): c for c, r in catalog.by_code.items()}
+
+    r = module_run("006", {"fail_with": "E02"}, tmp_path / "in" / "006")
+    assert (r.status, r.reason_code) == ("FAILED", codes["006", "E02"])
+    assets = tmp_path / "in" / "b2"
+    shutil.copytree(REPO.assets_dir("Nwind1") / "pos-export-2025h2", assets / "001")
+    r = module_run("002", {"max_bad_percent": 5}, assets)
+    assert (r.status, r.reason_code) == ("COMPLETED_WITH_EXCEPTION", codes["002", "E01"])
+
+
+def _has_command(cli, cwd: Path, *name: str) -> bool:
+    return cli(*name, "-h", cwd=cwd).returncode == 0
+
+
+@pytest.mark.slow
+def test_example__demo_flow_gives_the_documented_outcomes(example_copy, cli, tmp_path):
+    """maintenance → bootstrap → top-ups → run, then the logs match demo.yml."""
+    if not _has_command(cli, example_copy, "run"):
+        pytest.skip("`workmill run` is not built yet")
+    d = demo()
+    assert cli("maintenance", cwd=example_copy).returncode == 0
+    assert cli("state", "bootstrap", cwd=example_copy).returncode == 0
+    for t in d["topups"]:
+        r = cli(
+            "topup",
+            "--tenant-id",
+            t["tenant_id"],
+            "--topup-method-id",
+            t["topup_method_id"],
+            "--amount-credits",
+            str(t["amount_credits"]),
+            "--reference",
+            t["reference"],
+            cwd=example_copy,
+        )
+        assert r.returncode == 0, r.stderr
+    r = cli("run", cwd=example_copy, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pulled = tmp_path / "pulled"
+    assert (
+        cli("state", "pull", "--billing-state-dir", str(pulled), cwd=example_copy).returncode == 0
+    )
+    names = {
+        r["reason_code"]: r["name"]
+        for r in read_table(example_copy / "maintenance-state" / "reason_catalog.csv")
+    }
+    names[""] = ""
+    # the log is append-only: the last row of a work order is its outcome
+    log = {row["work_order_id"]: row for row in read_table(pulled / "workorders_log.csv")}
+    for e in d["expected"]:
+        row = log[e["work_order_id"]]
+        got = (row["status"], names[row["reason_code"]])
+        got += (int(row["spend_credits"] or 0), int(row["refund_credits"] or 0))
+        want = (e["status"], e["reason"], e["spend_credits"], e["refund_credits"])
+        assert got == want, e["work_order_id"]
+    assert not set(d["not_processed"]) & set(log)
+    runs = {
+        (r["work_order_id"], r["module_id"]): r for r in read_table(pulled / "module_runs_log.csv")
+    }
+    assert all(
+        runs["A2Cache1", m]["cache_hit"] == "true" for m in ("001", "002", "003", "004", "005")
+    )
+    assert names[runs["A4Strct1", "002"]["reason_code"]] == "STRICT_ABORTED"
+    assert names[runs["A3Partl1", "007"]["reason_code"]] == "MODULE_TIMEOUT"
+    assert runs["B2Asset1", "002"]["status"] == "COMPLETED_WITH_EXCEPTION"
+    balances = {
+        row["tenant_id"]: int(row["balance_credits"])
+        for row in read_table(pulled / "tenants_credits.csv")
+    }
+    assert {t: balances[t] for t in d["balances"]} == d["balances"]
+    assert cli("ledger", "verify", cwd=example_copy).returncode == 0
