@@ -191,6 +191,7 @@ class History:
     spend_ids: dict[str, str] = field(default_factory=dict)
     terminal: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     tx_count: int = 0
+    mid_run: int = 0  # kills that left a work order charged and not yet refunded
 
 
 def check_invariants(

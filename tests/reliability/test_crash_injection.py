@@ -26,6 +26,7 @@ from reliability_support import (
     kill_group,
     popen_workmill,
     prepared_repo,
+    read_csv,
     require_slow,
 )
 
@@ -46,8 +47,9 @@ def _seed() -> int:
 
 def run_scenario(
     template: Path, work: Path, rng: random.Random, kills: int, *, rerun: bool = True
-) -> tuple[int, list[str]]:
-    """Kill `workmill run` ``kills`` times, then finish; returns (trials, violations)."""
+) -> tuple[int, list[str], int]:
+    """Kill `workmill run` ``kills`` times, then finish; returns (trials, violations, kills
+    that left a work order charged but not refunded)."""
     root = copy_repo(template, work / "repo")
     pulled = work / "pulled"
     history = History()
@@ -65,6 +67,8 @@ def run_scenario(
         kill_group(proc)
         trials += 1
         found = check_invariants(root, pulled, history)
+        if any(r["status"] == "RUNNING" for r in read_csv(pulled / "workorders_log.csv")):
+            history.mid_run += 1  # this kill landed between a SPEND and its REFUND
         violations += [f"trial {i} (kill after {delay:.2f}s, env {extra}): {x}" for x in found]
     proc = popen_workmill(root, "run", "--json")
     _out, err = proc.communicate(timeout=120)
@@ -74,27 +78,32 @@ def run_scenario(
         f"after finishing run: {x}" for x in check_invariants(root, pulled, history, finished=True)
     ]
     if not rerun:
-        return trials, violations
+        return trials, violations, history.mid_run
     # a processed work order is never charged again
     proc = popen_workmill(root, "run", "--json")
     proc.communicate(timeout=120)
     violations += [
         f"after a second run: {x}" for x in check_invariants(root, pulled, history, finished=True)
     ]
-    return trials, violations
+    return trials, violations, history.mid_run
 
 
 def run_trials(template: Path, tmp_path: Path, total: int) -> tuple[int, list[str], int]:
     seed = _seed()
     rng = random.Random(seed)
-    done, violations, n = 0, [], 0
+    done, violations, n, mid_run = 0, [], 0, 0
     while done < total:
         kills = min(total - done, rng.randint(1, 3))
         rerun = n % 4 == 0  # a second full run now and then: processed ones are not re-charged
-        trials, found = run_scenario(template, tmp_path / f"s{n}", rng, kills, rerun=rerun)
+        trials, found, mid = run_scenario(template, tmp_path / f"s{n}", rng, kills, rerun=rerun)
         done += trials
+        mid_run += mid
         violations += [f"scenario {n}: {x}" for x in found]
         n += 1
+    print(
+        f"crash injection: {done} trials in {n} scenarios, {mid_run} killed mid-work-order, "
+        f"{len(violations)} violations (seed {seed})"
+    )
     return seed, violations, done
 
 
@@ -108,6 +117,5 @@ def test_crash_injection__invariants_hold_after_every_kill(template, tmp_path):
 def test_crash_injection__200_trials(template, tmp_path, pytestconfig):
     require_slow(pytestconfig)
     seed, violations, trials = run_trials(template, tmp_path, 200)
-    print(f"crash injection: {trials} trials, {len(violations)} violations (seed {seed})")
     assert trials >= 200
     assert not violations, f"replay with {SEED_ENV}={seed}:\n" + "\n".join(violations)
