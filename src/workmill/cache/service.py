@@ -100,9 +100,9 @@ def open_backend(repo: PlatformRepo) -> CacheBackend:
     """The backend workmill.yml selects (``cache_backend``)."""
     if repo.config.cache_backend == "local":
         return LocalCacheBackend(repo.local_cache_dir)
-    raise CacheUnavailable(
-        "workmill.yml: cache_backend: 'github' is not implemented yet; use 'local'"
-    )
+    from workmill.github import GithubCacheBackend  # lazy: avoids an import cycle
+
+    return GithubCacheBackend.from_repo(repo)
 
 
 def build_request(

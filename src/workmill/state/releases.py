@@ -153,6 +153,6 @@ def open_release_store(repo) -> ReleaseStore:
     """The backend ``workmill.yml`` selects (``store: local`` or ``github``)."""
     if repo.config.store == "local":
         return LocalReleaseStore(repo.local_store_dir)
-    raise StateError(
-        "store: github is not implemented yet in this build; use store: local in workmill.yml"
-    )
+    from workmill.github import GithubReleaseStore  # only `store: github` needs httpx
+
+    return GithubReleaseStore.from_repo(repo)
