@@ -186,6 +186,9 @@ def init_repo(directory: Path | str) -> PlatformRepo:
     atomic_write_text(root / ".gitignore", GITIGNORE)
     if not (root / "README.md").exists():
         atomic_write_text(root / "README.md", README)
+    from workmill.github import write_workflows  # .github/workflows/, kept if present
+
+    write_workflows(root)
     repo = PlatformRepo.open(root)
     from workmill.maintenance import run_maintenance
 
