@@ -83,13 +83,6 @@ def _load(ctx: RunContext, c: Candidate) -> None:
             c.problems = [Problem(ctx.repo.rel(c.path), None, "", str(exc))]
 
 
-def last_log_rows(state: BillingState) -> dict[tuple[str, str], dict[str, str]]:
-    out: dict[tuple[str, str], dict[str, str]] = {}
-    for row in state.rows(bt.WORKORDERS_LOG):
-        out[(row.get("tenant_id", ""), row.get("work_order_id", ""))] = row
-    return out
-
-
 def _rejection_reason(problems: list[Problem]) -> str:
     if problems and all("params" in p.field.split(".") for p in problems):
         return "PARAMS_INVALID"
@@ -174,9 +167,8 @@ def _decide(
     """The mutation of the plan commit (re-run from scratch on a conflict)."""
     plans: list[WorkOrderPlan] = []
     decisions: list[Decision] = []
-    last = last_log_rows(state)
     for c in candidates:
-        row = last.get(c.key)
+        row = state.work_order_status(c.tenant_id, c.work_order_id)
         if row is not None and row.get("status") in TERMINAL:
             decisions.append(
                 Decision(
@@ -258,10 +250,10 @@ def plan(ctx: RunContext) -> Plan:
     now = clock.now_iso()
     candidates, notes = discover(ctx)
     # cheap pre-filter (the commit re-checks): processed work orders need no lease
-    last = last_log_rows(ctx.store.load())
+    seen = ctx.store.load()
     mine: list[Candidate] = []
     for c in candidates:
-        row = last.get(c.key)
+        row = seen.work_order_status(c.tenant_id, c.work_order_id)
         if row is not None and row.get("status") in TERMINAL:
             notes.append(
                 Decision(

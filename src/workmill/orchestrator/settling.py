@@ -16,7 +16,6 @@ from workmill import clock, ids
 from workmill.cache import index as cache_index
 from workmill.ledger import RefundLine
 from workmill.orchestrator.context import RunContext
-from workmill.orchestrator.planning import last_log_rows
 from workmill.orchestrator.records import ModuleOutcome, WorkOrderPlan
 from workmill.orchestrator.statuses import TERMINAL, ModuleStatus, work_order_status
 from workmill.state import BillingState
@@ -204,10 +203,9 @@ def settle(
 
     def mutate(state: BillingState) -> list[Settled]:
         now = clock.now_iso()
-        last = last_log_rows(state)
         out = []
         for wo in work_orders:
-            row = last.get(wo.key)
+            row = state.work_order_status(wo.tenant_id, wo.work_order_id)
             mods = complete[wo.key]
             if row is not None and row.get("status") in TERMINAL:
                 out.append(

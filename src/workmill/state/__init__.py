@@ -9,7 +9,7 @@ Typical use (the orchestrator, the cache, ``workmill topup``)::
 
 from __future__ import annotations
 
-from workmill.state.billing_state import PARTITIONED, TOPUP_REFERENCES, BillingState
+from workmill.state.billing_state import DERIVED, PARTITIONED, TOPUP_REFERENCES, BillingState
 from workmill.state.manifest import Manifest, PartitionRef, TableRef
 from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore, open_release_store
 from workmill.state.store import (
@@ -20,13 +20,17 @@ from workmill.state.store import (
     LedgerRefused,
     PushResult,
 )
+from workmill.state.workorder_index import PROMO_USAGE, WORKORDER_INDEX, WorkOrderRecord
 
 __all__ = [
     "CHUNK_BYTES",
+    "DERIVED",
     "ENV_COMMIT_SLEEP",
     "KEEP_REVISIONS",
     "PARTITIONED",
+    "PROMO_USAGE",
     "TOPUP_REFERENCES",
+    "WORKORDER_INDEX",
     "AssetExists",
     "BillingState",
     "BillingStore",
@@ -37,5 +41,6 @@ __all__ = [
     "PushResult",
     "ReleaseStore",
     "TableRef",
+    "WorkOrderRecord",
     "open_release_store",
 ]

@@ -10,6 +10,7 @@ land in.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,12 +30,19 @@ from workmill.ledger.records import (
     item_from_row,
     parse_pricing,
     parse_promotions,
-    parse_redemptions,
     parse_topup_methods,
     transaction_from_row,
 )
 from workmill.ledger.verify import LedgerTables, Violation, verify
+from workmill.state import workorder_index as wi
 from workmill.state.manifest import Manifest
+from workmill.state.workorder_index import (
+    PROMO_USAGE,
+    PROMO_USAGE_COLUMNS,
+    WORKORDER_INDEX,
+    WORKORDER_INDEX_COLUMNS,
+    WorkOrderRecord,
+)
 from workmill.tables import Row, parse_table
 
 # Derived index that makes top-up idempotency a one-partition lookup.
@@ -49,7 +57,9 @@ TOPUP_REFERENCE_COLUMNS = (
     "payment_id",
     "created_at",
 )
-PARTITIONED = (*bt.APPEND_ONLY, TOPUP_REFERENCES)
+PARTITIONED = (*bt.APPEND_ONLY, TOPUP_REFERENCES, WORKORDER_INDEX)
+# Tables computed from the ledger: not exported by `state pull`, never pushed.
+DERIVED = (TOPUP_REFERENCES, WORKORDER_INDEX, PROMO_USAGE)
 
 # Which table/column holds the existing IDs of a kind (for de-duplication).
 _ID_COLUMNS: dict[ids.IdKind, tuple[str, str]] = {
@@ -66,6 +76,10 @@ _ID_COLUMNS: dict[ids.IdKind, tuple[str, str]] = {
 def columns_of(table: str) -> tuple[str, ...]:
     if table == TOPUP_REFERENCES:
         return TOPUP_REFERENCE_COLUMNS
+    if table == WORKORDER_INDEX:
+        return WORKORDER_INDEX_COLUMNS
+    if table == PROMO_USAGE:
+        return PROMO_USAGE_COLUMNS
     return bt.COLUMNS.get(table, ())
 
 
@@ -73,6 +87,8 @@ def partition_group(table: str, row: Mapping[str, str], now_month: str) -> str:
     """Append-only rows go to the month they are committed in; top-up refs to a hash bucket."""
     if table == TOPUP_REFERENCES:
         return "b" + reference_bucket(row["tenant_id"], row["reference"])
+    if table == WORKORDER_INDEX:
+        return wi.bucket(row["work_order_id"])
     return now_month
 
 
@@ -112,6 +128,9 @@ class BillingState:
         self._groups: dict[tuple[str, str], list[Row]] = {}
         self._appended: dict[str, list[Row]] = {}
         self._issued: set[str] = set()
+        self._records: dict[str, WorkOrderRecord] = {}  # stored part, per work order
+        self._derived: dict[str, list[Row]] = {}  # derived rows made at commit time
+        self._usage_base = list(small.get(PROMO_USAGE, ([], []))[1])  # as stored
         self._opening = self._balances_from_rows()
         self._balances = dict(self._opening)
         self.committed = False
@@ -186,7 +205,7 @@ class BillingState:
         return bool(self._dirty) or any(self._appended.values())
 
     def appended(self, table: str) -> list[Row]:
-        return list(self._appended.get(table, []))
+        return list(self._appended.get(table, [])) + self._derived.get(table, [])
 
     def changed_tables(self) -> set[str]:
         return set(self._dirty)
@@ -197,6 +216,8 @@ class BillingState:
         """Replace a small table (pricing, promotions, topup methods, cache index, ...)."""
         if table in PARTITIONED:
             raise StateError(f"{table} is append-only; use append()")
+        if table in DERIVED:
+            raise StateError(f"{table} is derived from the ledger; it cannot be set")
         new_rows = [_cells(r) for r in rows]
         base = list(header) or (
             self._small[table][0] if table in self._small else list(columns_of(table))
@@ -212,6 +233,8 @@ class BillingState:
         """Append rows to an append-only table (workorders log, module runs, release maps, ...)."""
         if table not in PARTITIONED:
             raise StateError(f"{table} is not append-only; use set_rows()")
+        if table == WORKORDER_INDEX:
+            raise StateError(f"{table} is derived from the ledger; it cannot be appended to")
         new = [_cells(r) for r in rows]
         self._appended.setdefault(table, []).extend(new)
         if table in self._full:
@@ -294,17 +317,162 @@ class BillingState:
         ]
 
     def transactions_for(self, work_order_id: str) -> list[Transaction]:
-        return self.transactions(work_order_id=work_order_id)
+        """The work order's transactions (one index bucket, not the whole table)."""
+        return [transaction_from_row(r) for r in self.work_order_record(work_order_id).transactions]
 
-    def items_for(self, transaction_id: str) -> list[Item]:
-        return [
-            item_from_row(r)
-            for r in self.rows(bt.TRANSACTION_ITEMS)
-            if r.get("transaction_id") == transaction_id
-        ]
+    def items_for(self, transaction_id: str, work_order_id: str | None = None) -> list[Item]:
+        """Items of a transaction; with the SPEND's ``work_order_id``, from its index bucket."""
+        if work_order_id:
+            rows: Iterable[Row] = self.work_order_record(work_order_id).spend_items
+        else:
+            rows = self.rows(bt.TRANSACTION_ITEMS)
+        return [item_from_row(r) for r in rows if r.get("transaction_id") == transaction_id]
+
+    # ------------------------------------------------------------ per-work-order index
+    @property
+    def index_ready(self) -> bool:
+        """Whether this revision has the work-order index (older stores get it on their next commit)."""
+        return WORKORDER_INDEX in self.manifest.tables
+
+    def _stored_record(self, work_order_id: str) -> WorkOrderRecord:
+        rec = self._records.get(work_order_id)
+        if rec is not None:
+            return rec
+        if self.index_ready:
+            group = wi.bucket(work_order_id)
+            ref = self.manifest.tables[WORKORDER_INDEX]
+            found: list[Row] = []
+            for p in sorted(ref.partitions, key=lambda p: p.seq):
+                if p.group == group:
+                    found.extend(wi.scan(self.raw_asset(p.asset), work_order_id))
+            rec = wi.record_from(work_order_id, found)
+        else:  # a store from before the index: read the tables (once, until the next commit)
+            txs = {
+                r.get("transaction_id", ""): r
+                for r in self.stored_rows(bt.TRANSACTIONS)
+                if r.get("work_order_id") == work_order_id
+            }
+            rec = wi.record_from(
+                work_order_id,
+                wi.derive(
+                    log=(
+                        r
+                        for r in self.stored_rows(bt.WORKORDERS_LOG)
+                        if r.get("work_order_id") == work_order_id
+                    ),
+                    transactions=txs.values(),
+                    items=(
+                        r
+                        for r in self.stored_rows(bt.TRANSACTION_ITEMS)
+                        if r.get("transaction_id") in txs
+                    ),
+                    redemptions=(
+                        r
+                        for r in self.stored_rows(bt.PROMOTION_REDEMPTIONS)
+                        if r.get("work_order_id") == work_order_id
+                    ),
+                    tx_by_id=txs,
+                ),
+            )
+        self._records[work_order_id] = rec
+        return rec
+
+    def _tx_lookup(self, items: Sequence[Row]) -> dict[str, Row]:
+        """Transactions the given new items belong to (stored ones only when needed)."""
+        txs = {r.get("transaction_id", ""): r for r in self._appended.get(bt.TRANSACTIONS, [])}
+        if any(it.get("transaction_id", "") not in txs for it in items):
+            stored = {r.get("transaction_id", ""): r for r in self.stored_rows(bt.TRANSACTIONS)}
+            txs = {**stored, **txs}
+        return txs
+
+    def _pending_rows(self, work_order_id: str | None = None) -> list[Row]:
+        """Index rows of this state's new rows (of one work order, or all)."""
+
+        def mine(rows: Iterable[Row]) -> list[Row]:
+            return [
+                r for r in rows if work_order_id is None or r.get("work_order_id") == work_order_id
+            ]
+
+        items = self._appended.get(bt.TRANSACTION_ITEMS, [])
+        return wi.derive(
+            log=mine(self._appended.get(bt.WORKORDERS_LOG, [])),
+            transactions=mine(self._appended.get(bt.TRANSACTIONS, [])),
+            items=items,
+            redemptions=mine(self._appended.get(bt.PROMOTION_REDEMPTIONS, [])),
+            tx_by_id=self._tx_lookup(items) if items else {},
+        )
+
+    def work_order_record(
+        self, work_order_id: str, *, stored_only: bool = False
+    ) -> WorkOrderRecord:
+        """The work order's log rows, transactions, SPEND items and redemptions (one bucket)."""
+        stored = self._stored_record(work_order_id)
+        if stored_only:
+            return stored
+        new = [r for r in self._pending_rows(work_order_id) if r["work_order_id"] == work_order_id]
+        return wi.merge(stored, wi.record_from(work_order_id, new)) if new else stored
+
+    def work_order_status(self, tenant_id: str, work_order_id: str) -> Row | None:
+        """The latest workorders_log row of (tenant, work order), or None (never seen)."""
+        return self.work_order_record(work_order_id).status(tenant_id)
+
+    # ------------------------------------------------------------ promo usage
+    @property
+    def promo_usage_ready(self) -> bool:
+        return PROMO_USAGE in self.manifest.tables
+
+    def _usage_counter(self) -> Counter[tuple[str, str]]:
+        """Uses per (promo, tenant) including this state's new redemptions."""
+        new = self._appended.get(bt.PROMOTION_REDEMPTIONS, [])
+        if not self.promo_usage_ready or any(not r.get("work_order_id") for r in new):
+            return wi.usage_of(self.rows(bt.PROMOTION_REDEMPTIONS))
+        counter = wi.usage_counter(self._usage_base)
+        for wo in sorted({r["work_order_id"] for r in new}):
+            before = list(self._stored_record(wo).redemptions)
+            after = before + [r for r in new if r["work_order_id"] == wo]
+            counter.update(wi.usage_of(after))
+            counter.subtract(wi.usage_of(before))
+        return counter
 
     def promo_usage(self) -> lq.PromoUsage:
-        return lq.promo_usage(parse_redemptions(self.rows(bt.PROMOTION_REDEMPTIONS)))
+        """Promo uses (limits), from the derived counter table plus this state's redemptions."""
+        return wi.as_promo_usage(self._usage_counter())
+
+    # ------------------------------------------------------------ commit preparation
+    def prepare_commit(self) -> None:
+        """Extend the derived tables with this state's new rows (the store calls it).
+
+        Re-entrant: a second call recomputes from scratch. A revision without the
+        index (an older store) gets the whole index built from its history, once.
+        """
+        self._derived = {}
+        if self.index_ready:
+            rows = self._pending_rows()
+        else:
+            txs = self.rows(bt.TRANSACTIONS)
+            rows = wi.derive(
+                log=self.rows(bt.WORKORDERS_LOG),
+                transactions=txs,
+                items=self.rows(bt.TRANSACTION_ITEMS),
+                redemptions=self.rows(bt.PROMOTION_REDEMPTIONS),
+                tx_by_id={r.get("transaction_id", ""): r for r in txs},
+            )
+        if rows:
+            self._derived[WORKORDER_INDEX] = rows
+        refs = [
+            {c: r.get(c, "") for c in TOPUP_REFERENCE_COLUMNS}
+            for r in self._appended.get(bt.TRANSACTIONS, [])
+            if r.get("type") == "TOPUP" and r.get("reference")
+        ]
+        if refs:
+            self._derived[TOPUP_REFERENCES] = refs
+        usage = wi.usage_rows(self._usage_counter())
+        if usage != self._usage_base or not self.promo_usage_ready:
+            self._small[PROMO_USAGE] = (list(PROMO_USAGE_COLUMNS), usage)
+            self._dirty.add(PROMO_USAGE)
+        elif PROMO_USAGE in self._dirty:  # an earlier call's change no longer holds
+            self._small[PROMO_USAGE] = (list(PROMO_USAGE_COLUMNS), list(self._usage_base))
+            self._dirty.discard(PROMO_USAGE)
 
     def find_topup(self, tenant_id: str, reference: str) -> Transaction | None:
         """The TOPUP this (tenant, reference) already made, reading one index bucket."""
@@ -356,22 +524,6 @@ class BillingState:
             self.append(bt.TRANSACTION_ITEMS, [i.to_row() for i in posting.items])
         if posting.redemptions:
             self.append(bt.PROMOTION_REDEMPTIONS, [r.to_row() for r in posting.redemptions])
-        if tx.type is TxType.TOPUP and tx.reference:
-            self.append(
-                TOPUP_REFERENCES,
-                [
-                    {
-                        "tenant_id": tx.tenant_id,
-                        "reference": tx.reference,
-                        "transaction_id": tx.transaction_id,
-                        "amount_credits": tx.amount_credits,
-                        "balance_after": tx.balance_after,
-                        "topup_method_id": tx.topup_method_id,
-                        "payment_id": tx.payment_id,
-                        "created_at": tx.created_at,
-                    }
-                ],
-            )
         self._set_balance(tx.tenant_id, tx.balance_after, tx.created_at)
         return posting
 
@@ -412,7 +564,7 @@ class BillingState:
 
     def spend(self, q: lq.Quote, tenant_id: str, work_order_id: str) -> Posting:
         """Write the SPEND of a quote (OrderRejected INSUFFICIENT_CREDITS when short)."""
-        if any(t.type is TxType.SPEND for t in self.transactions_for(work_order_id)):
+        if self.work_order_record(work_order_id).of_type("SPEND"):
             raise LedgerError(f"work order {work_order_id} already has a SPEND")
         return self.post(
             lp.spend_posting(
@@ -427,26 +579,32 @@ class BillingState:
 
     def spend_quote(self, work_order_id: str) -> lq.Quote | None:
         """The quote of the work order's SPEND (None without one), to settle it later."""
-        spends = [t for t in self.transactions_for(work_order_id) if t.type is TxType.SPEND]
+        rec = self.work_order_record(work_order_id)
+        spends = rec.of_type("SPEND")
         if not spends:
             return None
-        tx = spends[0]
+        tx = transaction_from_row(spends[0])
         codes = [
             r["promo_code"]
-            for r in self.rows(bt.PROMOTION_REDEMPTIONS)
+            for r in rec.redemptions
             if r.get("transaction_id") == tx.transaction_id and r.get("event") == "APPLIED"
         ]
-        return lp.quote_from_spend(tx, self.items_for(tx.transaction_id), codes)
+        items = [
+            item_from_row(r)
+            for r in rec.spend_items
+            if r.get("transaction_id") == tx.transaction_id
+        ]
+        return lp.quote_from_spend(tx, items, codes)
 
     def refund(self, work_order_id: str, refunded: Mapping[str, lp.RefundLine]) -> Posting:
         """Write the work order's REFUND (always, even 0) for the given module lines."""
-        txs = self.transactions_for(work_order_id)
-        if any(t.type is TxType.REFUND for t in txs):
+        rec = self.work_order_record(work_order_id)
+        if rec.of_type("REFUND"):
             raise LedgerError(f"work order {work_order_id} already has a REFUND")
         q = self.spend_quote(work_order_id)
         if q is None:
             raise LedgerError(f"work order {work_order_id} has no SPEND to refund")
-        tenant_id = next(t.tenant_id for t in txs if t.type is TxType.SPEND)
+        tenant_id = rec.of_type("SPEND")[0]["tenant_id"]
         return self.post(
             lp.refund_posting(
                 q,
@@ -463,15 +621,12 @@ class BillingState:
     def verify_changes(self) -> list[Violation]:
         """Ledger invariants over this state's new rows (cheap: history is not re-read).
 
-        Work orders the new rows charge or refund bring their stored transactions in.
+        Work orders the new rows charge or refund bring their stored transactions in
+        (from their index buckets).
         """
         txs = self._appended.get(bt.TRANSACTIONS, [])
-        wos = {r.get("work_order_id") for r in txs if r.get("work_order_id")}
-        prior = (
-            [r for r in self.stored_rows(bt.TRANSACTIONS) if r.get("work_order_id") in wos]
-            if wos
-            else []
-        )
+        wos = sorted({r["work_order_id"] for r in txs if r.get("work_order_id")})
+        prior = [r for wo in wos for r in self.work_order_record(wo, stored_only=True).transactions]
         prior_ids: set[str] = set()
         for table, col in (
             (bt.TRANSACTIONS, "transaction_id"),
@@ -501,3 +656,87 @@ class BillingState:
                 tenants_credits=self.rows(bt.TENANTS_CREDITS),
             )
         )
+
+    def verify_derived(self) -> list[Violation]:
+        """The derived tables equal what the ledger tables give (loads the whole history).
+
+        A revision from before the work-order index has none to check; its next
+        commit builds it.
+        """
+        out: list[Violation] = []
+        txs = self.stored_rows(bt.TRANSACTIONS)
+        if self.index_ready:
+            want = wi.canonical(
+                wi.derive(
+                    log=self.stored_rows(bt.WORKORDERS_LOG),
+                    transactions=txs,
+                    items=self.stored_rows(bt.TRANSACTION_ITEMS),
+                    redemptions=self.stored_rows(bt.PROMOTION_REDEMPTIONS),
+                    tx_by_id={r.get("transaction_id", ""): r for r in txs},
+                )
+            )
+            have = wi.canonical(self.stored_rows(WORKORDER_INDEX))
+            for key in sorted(set(want) | set(have)):
+                if want.get(key) != have.get(key):
+                    wo, source = key
+                    out.append(
+                        Violation(
+                            "derived-index",
+                            f"{WORKORDER_INDEX}: work order {wo!r} {source} rows: index has "
+                            f"{len(have.get(key, []))}, the ledger tables give "
+                            f"{len(want.get(key, []))} (or they differ)",
+                            tuple(f"{WORKORDER_INDEX} {v}" for v in have.get(key, [])[:3]),
+                        )
+                    )
+            misplaced = [
+                p.key
+                for p in self.manifest.tables[WORKORDER_INDEX].partitions
+                if any(
+                    wi.bucket(r.get("work_order_id", "")) != p.group
+                    for r in self._parse_asset(WORKORDER_INDEX, p.asset)[1]
+                )
+            ]
+            if misplaced:
+                out.append(
+                    Violation(
+                        "derived-index",
+                        f"{WORKORDER_INDEX}: rows stored outside their bucket in {', '.join(misplaced)}",
+                    )
+                )
+        if self.promo_usage_ready:
+            want_u = {
+                k: v
+                for k, v in wi.usage_of(self.stored_rows(bt.PROMOTION_REDEMPTIONS)).items()
+                if v
+            }
+            have_u = {k: v for k, v in wi.usage_counter(self.rows(PROMO_USAGE)).items() if v}
+            for code, tenant in sorted(set(want_u) | set(have_u)):
+                a, b = have_u.get((code, tenant), 0), want_u.get((code, tenant), 0)
+                if a != b:
+                    out.append(
+                        Violation(
+                            "derived-promo-usage",
+                            f"{PROMO_USAGE}: promo {code} tenant {tenant}: {a} use(s) recorded, "
+                            f"the redemptions give {b}",
+                        )
+                    )
+        want_refs = {
+            (r.get("tenant_id", ""), r.get("reference", "")): r.get("transaction_id", "")
+            for r in txs
+            if r.get("type") == "TOPUP" and r.get("reference")
+        }
+        if TOPUP_REFERENCES in self.manifest.tables:
+            have_refs = {
+                (r.get("tenant_id", ""), r.get("reference", "")): r.get("transaction_id", "")
+                for r in self.stored_rows(TOPUP_REFERENCES)
+            }
+            for key in sorted(set(want_refs) | set(have_refs)):
+                if want_refs.get(key) != have_refs.get(key):
+                    out.append(
+                        Violation(
+                            "derived-topup-reference",
+                            f"{TOPUP_REFERENCES}: tenant {key[0]} reference {key[1]!r}: index says "
+                            f"{have_refs.get(key) or 'none'}, transactions say {want_refs.get(key) or 'none'}",
+                        )
+                    )
+        return out

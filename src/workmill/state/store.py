@@ -34,8 +34,8 @@ from workmill.fsio import atomic_write_bytes, sha256_bytes
 from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
 from workmill.state.billing_state import (
+    DERIVED,
     PARTITIONED,
-    TOPUP_REFERENCES,
     BillingState,
     columns_of,
     partition_group,
@@ -159,6 +159,7 @@ class BillingStore:
             raise StateError("this state was already committed; load() a fresh one")
         if not state.dirty:
             return state.manifest
+        state.prepare_commit()
         violations = state.verify_changes()
         if violations:
             raise LedgerRefused(violations)
@@ -308,7 +309,7 @@ class BillingStore:
             small: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
             appended: dict[str, list[dict[str, str]]] = {}
             names = {p.name for p in templates_dir.glob("*.csv")} | set(bt.COLUMNS)
-            for name in sorted(names):
+            for name in sorted(names - set(DERIVED)):
                 path = templates_dir / name
                 if path.exists():
                     header, rows = parse_table(path.read_bytes(), str(path), columns_of(name))
@@ -341,8 +342,8 @@ class BillingStore:
         directory.mkdir(parents=True, exist_ok=True)
         tables: dict[str, dict[str, object]] = {}
         for name in state.table_names():
-            if name == TOPUP_REFERENCES:
-                continue  # derived index, rebuilt from transactions
+            if name in DERIVED:
+                continue  # derived indexes, rebuilt from the ledger tables
             data = render_table(state.header(name), state.rows(name))
             atomic_write_bytes(directory / name, data)
             tables[name] = {"sha256": sha256_bytes(data), "rows": len(state.rows(name))}
@@ -385,7 +386,7 @@ class BillingStore:
                 )
             changed: list[str] = []
             for name in state.table_names():
-                if name == TOPUP_REFERENCES:
+                if name in DERIVED:
                     continue
                 path = directory / name
                 if not path.exists():
@@ -412,16 +413,6 @@ class BillingStore:
                     _ADMIN_PARSERS.get(name, lambda r, w: r)(rows, str(path))
                     state.set_rows(name, rows, header)
                     changed.append(name)
-            new_refs = [
-                r
-                for r in state.appended(bt.TRANSACTIONS)
-                if r.get("type") == "TOPUP" and r.get("reference")
-            ]
-            if new_refs:
-                state.append(
-                    TOPUP_REFERENCES,
-                    [{c: r.get(c, "") for c in columns_of(TOPUP_REFERENCES)} for r in new_refs],
-                )
             if not changed:
                 return PushResult(state.revision, ())
             # admin tables must still parse as what they are
@@ -469,6 +460,7 @@ class BillingStore:
         if out:
             return out
         out.extend(state.verify_all())
+        out.extend(state.verify_derived())
         return out
 
 
