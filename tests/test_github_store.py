@@ -314,3 +314,26 @@ def test_github_cache__lookup_misses_and_save_is_refused_cleanly(fake, tmp_path)
     )
     with pytest.raises(CacheUnavailable, match="actions/cache"):
         b.save(m, tmp_path)
+
+
+def test_github__public_api_is_pinned():
+    import workmill.github as gh
+
+    assert sorted(gh.__all__) == sorted(
+        [
+            "WORKFLOW_NAMES",
+            "GithubAuthError",
+            "GithubCacheBackend",
+            "GithubClient",
+            "GithubError",
+            "GithubNotFound",
+            "GithubRateLimited",
+            "GithubReleaseStore",
+            "GithubSettings",
+            "github_settings",
+            "next_link",
+            "workflow_templates",
+            "write_workflows",
+        ]
+    )
+    assert issubclass(gh.GithubReleaseStore, ReleaseStore)
