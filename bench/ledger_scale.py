@@ -25,6 +25,12 @@ from workmill.repo import PlatformRepo
 from workmill.state import CHUNK_BYTES, TOPUP_REFERENCES, BillingStore
 from workmill.state.billing_state import TOPUP_REFERENCE_COLUMNS, reference_bucket
 from workmill.state.manifest import Manifest, PartitionRef, TableRef, manifest_asset
+from workmill.state.workorder_index import (
+    PROMO_USAGE,
+    PROMO_USAGE_COLUMNS,
+    WORKORDER_INDEX,
+    WORKORDER_INDEX_COLUMNS,
+)
 from workmill.tables import render_table
 
 MONTHS = [f"{2024 + (10 + i) // 12}-{(10 + i) % 12 + 1:02d}" for i in range(25)][1:]  # ..2026-11
@@ -96,6 +102,10 @@ def build(root: Path, n: int) -> BillingStore:
         ],
         bt.TOPUP_METHODS: [{"topup_method_id": "AD", "name": "admin", "active": "true"}],
     }
+    # derived tables of a store with no work orders yet: empty index, no promo uses
+    tables[WORKORDER_INDEX] = TableRef(True, (), WORKORDER_INDEX_COLUMNS)
+    data = render_table(PROMO_USAGE_COLUMNS, [])
+    tables[PROMO_USAGE] = TableRef(False, (put(PROMO_USAGE, "", data, 0),), PROMO_USAGE_COLUMNS)
     for table in bt.COLUMNS:
         if table in bt.APPEND_ONLY and table in tables:
             continue
