@@ -62,15 +62,35 @@ class Scheduler:
         }
         pending = [j for j in self.jobs if j.key not in status]
         members: dict[Hashable, list[Hashable]] = {}
+        groups_of: dict[Hashable, list[Hashable]] = {}
         for j in self.jobs:
             members.setdefault(j.group, []).append(j.key)
+            groups_of.setdefault(j.key, []).append(j.group)
         finished_groups: set[Hashable] = set()
+        # incremental bookkeeping, so one completion costs O(its group), not O(all jobs):
+        # keys of each group without a status yet, and groups that just ran out of them
+        order = {g: i for i, g in enumerate(members)}
+        left = {g: {k for k in keys if k not in status} for g, keys in members.items()}
+        complete = {g for g, keys in left.items() if not keys}
+        # a new unsuccessful status or failed group may skip pending jobs: rescan only then
+        dirty = True
+
+        def set_status(key: Hashable, value: ModuleStatus) -> None:
+            nonlocal dirty
+            status[key] = value
+            if not value.succeeded:
+                dirty = True
+            for g in groups_of[key]:
+                left[g].discard(key)
+                if not left[g]:
+                    complete.add(g)
 
         def finish_groups() -> None:
-            for group, keys in members.items():
-                if group not in finished_groups and all(k in status for k in keys):
+            for group in sorted(complete, key=order.__getitem__):
+                if group not in finished_groups:
                     finished_groups.add(group)
                     self.on_group_done(group)
+            complete.clear()
 
         unknown_groups = {g for j in self.jobs for g in j.after_groups} - set(members)
         finished_groups |= unknown_groups
@@ -82,23 +102,20 @@ class Scheduler:
                 raise ValueError(f"job {job.key} depends on unknown {missing}")
 
         def skip(job: Job, reason: str) -> None:
-            status[job.key] = ModuleStatus.SKIPPED
+            set_status(job.key, ModuleStatus.SKIPPED)
             self.on_skip(job, Skip(reason))
 
         with ThreadPoolExecutor(max_workers=max(1, self.max_parallel)) as pool:
             while pending or running:
-                progressed = True
-                while progressed:
-                    progressed = False
+                while dirty:  # until a scan skips nothing more
+                    dirty = False
                     for job in list(pending):
                         if any(d in status and not status[d].succeeded for d in job.deps):
                             pending.remove(job)
                             skip(job, DEPENDENCY_FAILED)
-                            progressed = True
                         elif job.strict and job.group in failed_groups:
                             pending.remove(job)
                             skip(job, STRICT_ABORTED)
-                            progressed = True
                 finish_groups()
                 for job in list(pending):
                     if len(running) >= self.max_parallel or self.cancel.is_set():
@@ -131,8 +148,9 @@ class Scheduler:
                     except Exception as exc:  # the runner must not raise; never hang on it
                         self.errors[job.key] = exc
                         result = ModuleStatus.FAILED
-                    status[job.key] = result
+                    set_status(job.key, result)
                     if result is ModuleStatus.FAILED and job.strict:
                         failed_groups.add(job.group)
+                        dirty = True
             finish_groups()
         return status
