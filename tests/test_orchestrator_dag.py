@@ -135,3 +135,16 @@ def test_scheduler__initial_statuses_are_not_rerun():
     jobs = [Job("a", "w"), Job("b", "w", deps=("a",))]
     Scheduler(jobs, 1, run, lambda j, s: None, initial={"a": OK}).execute()
     assert order == ["b"]
+
+
+def test_scheduler__after_jobs_waits_for_a_possible_cache_writer():
+    order = []
+
+    def run(job):
+        time.sleep(0.05 if job.key == "w1-001" else 0)
+        order.append(job.key)
+        return OK
+
+    jobs = [Job("w1-001", "w1"), Job("w2-001", "w2", after_jobs=("w1-001",))]
+    Scheduler(jobs, 2, run, lambda j, s: None).execute()
+    assert order == ["w1-001", "w2-001"]

@@ -32,6 +32,9 @@ class Job:
     # groups that must be finished (whatever their outcome) before this job starts:
     # a release reused from a work order of the same run must be published first
     after_groups: tuple[Hashable, ...] = ()
+    # jobs that must be finished (whatever their outcome) first: a cache lookup waits for an
+    # earlier job of the same tenant and module that may store the entry it would hit
+    after_jobs: tuple[Hashable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Scheduler:
         known = {j.key for j in self.jobs}
         for job in self.jobs:
             missing = [d for d in job.deps if d not in known]
+            missing += [k for k in job.after_jobs if k not in known]
             if missing:
                 raise ValueError(f"job {job.key} depends on unknown {missing}")
 
@@ -120,8 +124,10 @@ class Scheduler:
                 for job in list(pending):
                     if len(running) >= self.max_parallel or self.cancel.is_set():
                         break
-                    if all(d in status for d in job.deps) and all(
-                        g in finished_groups for g in job.after_groups
+                    if (
+                        all(d in status for d in job.deps)
+                        and all(g in finished_groups for g in job.after_groups)
+                        and all(k in status for k in job.after_jobs)
                     ):
                         pending.remove(job)
                         running[pool.submit(self.run, job)] = job

@@ -101,6 +101,7 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
     jobs: list[Job] = []
     initial: dict[Hashable, ModuleStatus] = {}
     lock = threading.Lock()
+    cache_writer: dict[tuple[str, str], Key] = {}  # (tenant, module) -> last job that may store
     for wo in plan.work_orders:
         known = known_outcomes(ctx, wo)
         outcomes[wo.key] = dict(known)
@@ -113,6 +114,16 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
         }
         for m in wo.modules:
             key: Key = (wo.tenant_id, wo.work_order_id, m.module_id)
+            slot = (wo.tenant_id, m.module_id)
+            waits = (
+                (cache_writer[slot],)
+                if m.reuse_output_type == "cache" and slot in cache_writer
+                else ()
+            )
+            if m.reuse_output_type == "cache" or (
+                m.reuse_output_type == "new" and ctx.repo.module(m.module_id).cache.enabled
+            ):
+                cache_writer[slot] = key
             jobs.append(
                 Job(
                     key,
@@ -122,6 +133,7 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
                     after_groups=tuple(sorted(producers))
                     if m.reuse_output_type == "release"
                     else (),
+                    after_jobs=waits,
                 )
             )
             if m.module_id in known:
