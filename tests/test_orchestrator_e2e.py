@@ -364,3 +364,12 @@ def test_demo__runs_the_example_and_meets_its_expectations(cli, tmp_path):
     out = json.loads(r.stdout)
     assert out["mismatches"] == []
     assert cli("ledger", "verify", cwd=tmp_path / "demo").returncode == 0
+
+
+def test_run__invalid_work_order_rejected_with_work_order_invalid(cli, repo):
+    work_order(repo, T1, "V1aaaaaa", [{"module_id": "002"}])  # omits dependency 001
+    prepare(cli, repo, {T1: 100})
+    codes = _codes(repo)
+    rows = _run(cli, repo)
+    assert rows["V1aaaaaa"]["reason_code"] == codes["WORK_ORDER_INVALID"]
+    assert "depends on 001" in rows["V1aaaaaa"]["message"]

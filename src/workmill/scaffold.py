@@ -69,6 +69,7 @@ GLOBAL_REASONS_LIST = (
     ("P17", "INTEGRITY_MISMATCH", "A reused file does not match its recorded sha256"),
     ("P18", "INTERRUPTED", "The run was interrupted before the module finished"),
     ("P19", "INTERNAL_ERROR", "workmill itself failed; the tenant is not charged for it"),
+    ("P20", "WORK_ORDER_INVALID", "The work order file fails validation; it is rejected uncharged"),
 )
 
 WORKMILL_YML = """\
