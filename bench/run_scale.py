@@ -160,10 +160,10 @@ def build_history(root: Path, n: int) -> BillingStore:
     return store
 
 
-def measure(root: Path, runs: int) -> list[tuple[float, float, float]]:
+def measure(root: Path, runs: int, first: int = 0) -> list[tuple[float, float, float]]:
     """(plan s, execute s, settle s) for each round of 3 new work orders."""
     out = []
-    for r in range(runs):
+    for r in range(first, first + runs):
         ids = [f"R{r:03d}W{j:03d}" for j in range(3)]
         work_order(root, T1, ids[0], [{"module_id": "001"}])
         work_order(root, T1, ids[1], [{"module_id": "001"}, {"module_id": "002"}])

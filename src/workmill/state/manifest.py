@@ -100,32 +100,46 @@ class Manifest:
         return replace(self, tables={**self.tables, name: ref})
 
     def to_json(self) -> bytes:
-        doc = {
-            "schema_version": self.schema_version,
-            "revision": self.revision,
-            "parent_revision": self.parent_revision,
-            "created_at": self.created_at,
-            "tables": {
-                name: {
+        """Indented JSON with one line per partition.
+
+        Built by hand because ``json.dumps(indent=...)`` runs the pure-Python encoder,
+        which made writing a manifest of a large history the slowest step of a commit.
+        """
+        tables = sorted(self.tables.items())
+        out = [
+            "{",
+            f' "schema_version": {json.dumps(self.schema_version)},',
+            f' "revision": {json.dumps(self.revision)},',
+            f' "parent_revision": {json.dumps(self.parent_revision)},',
+            f' "created_at": {json.dumps(self.created_at)},',
+            ' "tables": {',
+        ]
+        for i, (name, t) in enumerate(tables):
+            head = json.dumps(
+                {
                     "sha256": t.sha256,
                     "rows": t.rows,
                     "partitioned": t.partitioned,
                     "columns": list(t.columns),
-                    "partitions": [
-                        {
-                            "key": p.key,
-                            "asset": p.asset,
-                            "sha256": p.sha256,
-                            "rows": p.rows,
-                            "bytes": p.bytes,
-                        }
-                        for p in sorted(t.partitions, key=lambda p: p.key)
-                    ],
                 }
-                for name, t in sorted(self.tables.items())
-            },
-        }
-        return (json.dumps(doc, indent=1) + "\n").encode()
+            )[:-1]
+            parts = ",\n   ".join(
+                json.dumps(
+                    {
+                        "key": p.key,
+                        "asset": p.asset,
+                        "sha256": p.sha256,
+                        "rows": p.rows,
+                        "bytes": p.bytes,
+                    }
+                )
+                for p in sorted(t.partitions, key=lambda p: p.key)
+            )
+            body = f"[\n   {parts}\n  ]" if parts else "[]"
+            comma = "," if i < len(tables) - 1 else ""
+            out.append(f'  {json.dumps(name)}: {head}, "partitions": {body}}}{comma}')
+        out += [" }", "}"]
+        return ("\n".join(out) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Manifest:
