@@ -373,3 +373,14 @@ def test_run__invalid_work_order_rejected_with_work_order_invalid(cli, repo):
     rows = _run(cli, repo)
     assert rows["V1aaaaaa"]["reason_code"] == codes["WORK_ORDER_INVALID"]
     assert "depends on 001" in rows["V1aaaaaa"]["message"]
+
+
+def test_examples__committed_maintenance_state_is_current(cli, tmp_path):
+    import shutil
+
+    from platform_factory import EXAMPLES
+
+    copy = tmp_path / "platform"
+    shutil.copytree(EXAMPLES, copy)
+    r = cli("maintenance", "--check", cwd=copy)
+    assert r.returncode == 0, r.stdout + r.stderr
