@@ -84,8 +84,9 @@ class LiveReporter(Reporter):
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="workmill run", show_lines=False)
-    for col in ("work order", "tenant", "status", "reason", "spend", "refund", "duration"):
-        table.add_column(col, justify="right" if col in {"spend", "refund", "duration"} else "left")
+    for col in ("work order", "tenant", "status", "reason", "spend", "refund", "module time"):
+        right = col in {"spend", "refund", "module time"}
+        table.add_column(col, justify="right" if right else "left")
     style = {
         "COMPLETED": "green",
         "PARTIALLY_COMPLETED": "yellow",
