@@ -150,6 +150,18 @@ def _resume_plan(ctx: RunContext, state: BillingState, c: Candidate, row: dict) 
     )
 
 
+def _processed(c: Candidate, row: dict[str, str] | None) -> Decision | None:
+    """A SKIPPED decision when the work order already has a terminal log row."""
+    if row is None or row.get("status") not in TERMINAL:
+        return None
+    return Decision(
+        tenant_id=c.tenant_id,
+        work_order_id=c.work_order_id,
+        status="SKIPPED",
+        message=f"already processed ({row.get('status')})",
+    )
+
+
 def _log_row(c: Candidate, status: str, **kw) -> dict[str, object]:
     row: dict[str, object] = {
         "work_order_id": c.work_order_id,
@@ -169,15 +181,8 @@ def _decide(
     decisions: list[Decision] = []
     for c in candidates:
         row = state.work_order_status(c.tenant_id, c.work_order_id)
-        if row is not None and row.get("status") in TERMINAL:
-            decisions.append(
-                Decision(
-                    tenant_id=c.tenant_id,
-                    work_order_id=c.work_order_id,
-                    status="SKIPPED",
-                    message=f"already processed ({row.get('status')})",
-                )
-            )
+        if (done := _processed(c, row)) is not None:
+            decisions.append(done)
             continue
         if row is not None:  # RUNNING: the run that charged it died; finish it
             plans.append(_resume_plan(ctx, state, c, row))
@@ -253,16 +258,9 @@ def plan(ctx: RunContext) -> Plan:
     seen = ctx.store.load()
     mine: list[Candidate] = []
     for c in candidates:
-        row = seen.work_order_status(c.tenant_id, c.work_order_id)
-        if row is not None and row.get("status") in TERMINAL:
-            notes.append(
-                Decision(
-                    tenant_id=c.tenant_id,
-                    work_order_id=c.work_order_id,
-                    status="SKIPPED",
-                    message=f"already processed ({row.get('status')})",
-                )
-            )
+        done = _processed(c, seen.work_order_status(c.tenant_id, c.work_order_id))
+        if done is not None:
+            notes.append(done)
             continue
         if ctx.options.dry_run or ctx.leases.claim(f"{c.tenant_id}-{c.work_order_id}"):
             mine.append(c)
