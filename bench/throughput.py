@@ -176,7 +176,7 @@ def main() -> None:
     done = counts.get("COMPLETED", 0)
     print(
         f"work orders {args.work_orders} x {args.modules} chained modules, "
-        f"max_parallel {args.max_parallel}: {counts}"
+        f"max_parallel {args.max_parallel}: {done} COMPLETED"
     )
     print(f"total wall      {wall:8.1f} s   (cpu {cpu:.1f} s, workmill + bash)")
     print(f"module runs/s   {runs / wall:8.1f}     ({wall / runs * 1000:.1f} ms per module run)")
