@@ -76,3 +76,9 @@ def test_cli__version_and_help(cli, tmp_path):
     assert r.returncode == 0 and "workmill" in r.stdout
     r = cli("nonexistent-command", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_generate_free__respects_predicate():
+    taken = {"0000"}
+    got = ids.generate_free(ids.IdKind.CATEGORY, lambda x: x != "07")
+    assert got == "07" and taken

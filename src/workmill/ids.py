@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -91,15 +91,20 @@ def fold(value: str) -> str:
 def generate(kind: IdKind, existing: Iterable[str] = ()) -> str:
     """A fresh random ID of ``kind`` that collides with none of ``existing`` in any case."""
     taken = {fold(x) for x in existing}
+    return generate_free(kind, taken.__contains__)
+
+
+def generate_free(kind: IdKind, is_taken: Callable[[str], bool]) -> str:
+    """A fresh random ID of ``kind`` whose folded form ``is_taken`` rejects not."""
     n = LENGTHS[kind]
     if kind is IdKind.CATEGORY:
-        free = [f"{i:02d}" for i in range(1, 100) if f"{i:02d}" not in taken]
+        free = [f"{i:02d}" for i in range(1, 100) if not is_taken(f"{i:02d}")]
         if not free:
             raise ValueError("all 99 category ids are taken")
         return secrets.choice(free)
     for _ in range(10_000):
         candidate = "".join(secrets.choice(BASE62) for _ in range(n))
-        if fold(candidate) not in taken:
+        if not is_taken(fold(candidate)):
             return candidate
     raise ValueError(f"could not find a free {kind.value} id")
 

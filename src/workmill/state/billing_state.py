@@ -128,6 +128,7 @@ class BillingState:
         self._groups: dict[tuple[str, str], list[Row]] = {}
         self._appended: dict[str, list[Row]] = {}
         self._issued: set[str] = set()
+        self._taken_cache: dict[ids.IdKind, tuple[tuple[bool, int], set[str]]] = {}
         self._records: dict[str, WorkOrderRecord] = {}  # stored part, per work order
         self._derived: dict[str, list[Row]] = {}  # derived rows made at commit time
         self._usage_base = list(small.get(PROMO_USAGE, ([], []))[1])  # as stored
@@ -255,6 +256,29 @@ class BillingState:
             found.update(r.get(col, "") for r in source)
         return found
 
+    def _taken(self, kind: ids.IdKind) -> set[str]:
+        """Folded known IDs of ``kind``, kept up to date instead of rebuilt per new ID
+        (rebuilding made issuing N IDs in one state O(N^2)); recomputed when a table
+        is loaded or rows are appended by someone else."""
+        loc = _ID_COLUMNS.get(kind)
+        table = loc[0] if loc else ""
+        stamp = (
+            self.is_loaded(table) if loc else False,
+            len(self._appended.get(table, [])) if loc else 0,
+        )
+        cached = self._taken_cache.get(kind)
+        if cached is not None and loc and cached[0][0] == stamp[0] and cached[0][1] <= stamp[1]:
+            table, col = loc  # only appended since: add those
+            taken = cached[1]
+            taken.update(
+                ids.fold(r.get(col, "")) for r in self._appended.get(table, [])[cached[0][1] :]
+            )
+            cached = (stamp, taken)
+        elif cached is None or cached[0] != stamp:
+            cached = (stamp, {ids.fold(x) for x in self.known_ids(kind)})
+        self._taken_cache[kind] = cached
+        return cached[1]
+
     def new_id(self, kind: ids.IdKind) -> str:
         """A fresh ID, unique against every ID of its kind this state has loaded or issued.
 
@@ -262,7 +286,9 @@ class BillingState:
         top-up cost O(history)); 62^8 IDs make a clash negligible and ``ledger
         verify`` checks global uniqueness.
         """
-        new = ids.generate(kind, self.known_ids(kind))
+        taken = self._taken(kind)
+        new = ids.generate_free(kind, taken.__contains__)
+        taken.add(ids.fold(new))
         self._issued.add(new)
         return new
 
@@ -394,6 +420,15 @@ class BillingState:
             ]
 
         items = self._appended.get(bt.TRANSACTION_ITEMS, [])
+        if work_order_id is not None and items:
+            # only this work order's items: deriving every pending item per lookup made
+            # planning N work orders in one state O(N^2)
+            mine_tx = {
+                r.get("transaction_id", "")
+                for r in self._appended.get(bt.TRANSACTIONS, [])
+                if r.get("work_order_id") == work_order_id
+            }
+            items = [i for i in items if i.get("transaction_id", "") in mine_tx]
         return wi.derive(
             log=mine(self._appended.get(bt.WORKORDERS_LOG, [])),
             transactions=mine(self._appended.get(bt.TRANSACTIONS, [])),
