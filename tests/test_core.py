@@ -82,3 +82,10 @@ def test_generate_free__respects_predicate():
     taken = {"0000"}
     got = ids.generate_free(ids.IdKind.CATEGORY, lambda x: x != "07")
     assert got == "07" and taken
+
+
+def test_cli_errors__control_characters_in_names_cannot_forge_lines():
+    from workmill.cli import _printable
+
+    assert _printable("bad 0\x1e0 \x1b[31m x\u2028y") == "bad 0\\x1e0 \\x1b[31m x\\u2028y"
+    assert _printable("a\n  b") == "a\n  b"

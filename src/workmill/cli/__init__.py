@@ -7,6 +7,7 @@ module only assembles them and turns library errors into one clear line.
 from __future__ import annotations
 
 import sys
+import unicodedata
 
 import click
 
@@ -42,6 +43,20 @@ for _module_ in (_repo, _billing, _module, _cache, _run):
         cli.add_command(_command)
 
 
+def _printable(text: str) -> str:
+    """Escape control characters (other than the newlines we put there ourselves), so a
+    hostile name in a message cannot forge extra lines or terminal escapes."""
+    return "\n".join(
+        "".join(
+            ch
+            if ch == "\t" or (unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029")
+            else ch.encode("unicode_escape").decode("ascii")
+            for ch in line
+        )
+        for line in text.split("\n")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, print WorkmillErrors as one line each, return the exit code."""
     try:
@@ -57,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except SpecError as exc:
         for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
+            click.echo(f"error: {_printable(str(problem))}", err=True)
         return exc.exit_code
     except WorkmillError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_printable(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
