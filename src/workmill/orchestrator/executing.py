@@ -36,8 +36,9 @@ def known_outcomes(ctx: RunContext, wo: WorkOrderPlan) -> dict[str, ModuleOutcom
     """Journaled outcomes that still hold (succeeded ones need their outputs intact)."""
     journal = read_journal(journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id))
     keep = {}
+    run_ids = {m.module_run_id for m in wo.modules}
     for mid, rec in journal.items():
-        if rec.module_run_id not in {m.module_run_id for m in wo.modules}:
+        if rec.module_run_id not in run_ids:
             continue
         if ModuleStatus(rec.status).succeeded and not outputs_verified(ctx, wo, mid):
             continue

@@ -44,9 +44,7 @@ class ReleaseAdapter:
         self.store = ctx.releases
 
     def read_asset(self, tag: str, name: str) -> bytes | None:
-        try:
-            if not self.store.tag_exists(tag):
-                return None
+        try:  # a missing tag and a missing asset are both NotFound: one request
             return self.store.read_asset(tag, name)
         except WorkmillError:
             return None
@@ -247,7 +245,7 @@ def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root:
             )
         except ParamsInvalid:
             request = None  # the run below reports PARAMS_INVALID
-        except (CacheError, WorkmillError):
+        except WorkmillError:  # CacheError included: no cache, the module still runs
             request = None
     if request is not None and mp.reuse_output_type == "cache":
         ws = create_workspace(ws_root, replace=True)

@@ -14,6 +14,9 @@ from rich.table import Table
 class Reporter:
     """Receives run events; the base class ignores them (library use, --json, no tty)."""
 
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
     def start(self, work_orders: int, modules: int) -> None: ...
 
     def module_started(self, tenant_id: str, work_order_id: str, module_id: str) -> None: ...
@@ -27,17 +30,12 @@ class Reporter:
 
     def stop(self) -> None: ...
 
-    @property
-    def warnings(self) -> list[str]:
-        if not hasattr(self, "_warnings"):
-            self._warnings: list[str] = []
-        return self._warnings
-
 
 class LiveReporter(Reporter):
     """A rich progress bar on stderr: modules done / running / failed."""
 
     def __init__(self, console: Console | None = None) -> None:
+        super().__init__()
         self.console = console or Console(stderr=True)
         self.counts: Counter[str] = Counter()
         self.running = 0
