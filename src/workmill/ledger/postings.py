@@ -30,6 +30,33 @@ NewId = Callable[[ids.IdKind], str]
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@#+=-]{0,127}")
 
 
+def _item(
+    new_id: NewId,
+    tx_id: str,
+    line_no: int,
+    kind: ItemKind,
+    amount: Credits,
+    line: QuoteLine,
+    promo: str = "",
+    *,
+    module_run_id: str = "",
+    note: str = "",
+) -> Item:
+    """One item of a module line (SPEND and REFUND items share this shape)."""
+    return Item(
+        new_id(ids.IdKind.TRANSACTION_ITEM),
+        tx_id,
+        line_no,
+        kind,
+        amount,
+        module_id=line.module_id,
+        product_code=line.product_code,
+        promo_code=promo,
+        module_run_id=module_run_id,
+        note=note,
+    )
+
+
 def spend_posting(
     q: Quote,
     *,
@@ -50,22 +77,8 @@ def spend_posting(
     tx_id = new_id(ids.IdKind.TRANSACTION)
     items: list[Item] = []
 
-    def add(
-        kind: ItemKind, amount: Credits, line: QuoteLine, promo: str = "", note: str = ""
-    ) -> None:
-        items.append(
-            Item(
-                new_id(ids.IdKind.TRANSACTION_ITEM),
-                tx_id,
-                len(items) + 1,
-                kind,
-                amount,
-                module_id=line.module_id,
-                product_code=line.product_code,
-                promo_code=promo,
-                note=note,
-            )
-        )
+    def add(kind: ItemKind, amount: Credits, line: QuoteLine, promo: str = "") -> None:
+        items.append(_item(new_id, tx_id, len(items) + 1, kind, amount, line, promo))
 
     for line in q.lines:
         add(ItemKind.MODULE, line.price_credits, line)
@@ -152,15 +165,14 @@ def refund_posting(
 
         def add(kind: ItemKind, amount: Credits, promo: str = "", *, _line=line, _why=why) -> None:
             items.append(
-                Item(
-                    new_id(ids.IdKind.TRANSACTION_ITEM),
+                _item(
+                    new_id,
                     tx_id,
                     len(items) + 1,
                     kind,
                     amount,
-                    module_id=_line.module_id,
-                    product_code=_line.product_code,
-                    promo_code=promo,
+                    _line,
+                    promo,
                     module_run_id=_why.module_run_id,
                     note=f"{_why.status} {_why.reason_code}",
                 )
