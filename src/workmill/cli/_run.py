@@ -11,7 +11,14 @@ from rich.console import Console
 
 from workmill.artifacts.manifest import ReleaseManifest
 from workmill.artifacts.naming import manifest_name
-from workmill.cli._common import AppContext, echo_json, json_option, pass_app, runtime_dir_option
+from workmill.cli._common import (
+    AppContext,
+    echo_err,
+    echo_json,
+    json_option,
+    pass_app,
+    runtime_dir_option,
+)
 from workmill.errors import NotFound, SpecError, WorkmillError
 from workmill.orchestrator import (
     Plan,
@@ -23,6 +30,8 @@ from workmill.orchestrator import (
     plan,
     run,
     settle_plan,
+    sharding,
+    unsettled,
 )
 from workmill.orchestrator.progress import LiveReporter, Reporter, summary_table
 from workmill.specs import RELEASE_TAG
@@ -99,16 +108,26 @@ def _plan_path_option(f):
 @click.command("plan")
 @_filters
 @click.option("--dry-run", is_flag=True, help="Price and plan without writing anything.")
+@click.option(
+    "--shards",
+    "max_shards",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Fan-out: also split the plan into at most N shards (one per linked group at most); "
+    'with --json print only the GitHub matrix {"shard": ["1/N", ...]}.',
+)
 @_plan_path_option
 @runtime_dir_option
 @json_option
 @pass_app
-def plan_cmd(app, tenant_id, work_order_id, dry_run, plan_file, runtime_dir, as_json):
+def plan_cmd(app, tenant_id, work_order_id, dry_run, max_shards, plan_file, runtime_dir, as_json):
     """Phase 1: reject or charge (SPEND) work orders and write the plan file.
 
     Example:
 
         workmill plan && workmill execute && workmill settle
+
+        workmill plan --plan-file runtime/plan.json --shards 4 --json > matrix.json
     """
     ctx = _ctx(
         app, runtime_dir, True, tenant_id=tenant_id, work_order_id=work_order_id, dry_run=dry_run
@@ -117,8 +136,9 @@ def plan_cmd(app, tenant_id, work_order_id, dry_run, plan_file, runtime_dir, as_
     path = plan_file or default_plan_path(ctx)
     if not dry_run:
         p.write(path)
+    grid = sharding.matrix(p.work_orders, max_shards) if max_shards else None
     if as_json:
-        echo_json(json.loads(p.model_dump_json()))
+        echo_json(grid if grid is not None else json.loads(p.model_dump_json()))
         return
     for wo in p.work_orders:
         click.echo(
@@ -129,6 +149,8 @@ def plan_cmd(app, tenant_id, work_order_id, dry_run, plan_file, runtime_dir, as_
         click.echo(f"{d.status.lower()} {d.tenant_id}/{d.work_order_id}: {d.message}")
     if not dry_run:
         click.echo(f"plan written to {path}")
+    if grid is not None:
+        click.echo("shards: " + " ".join(grid["shard"]))
 
 
 def _read_plan(ctx: RunContext, plan_file: Path | None) -> Plan:
@@ -138,21 +160,42 @@ def _read_plan(ctx: RunContext, plan_file: Path | None) -> Plan:
     return Plan.read(path)
 
 
+def _shard_arg(ctx, param, value: str | None) -> sharding.ShardSpec | None:
+    if value is None:
+        return None
+    try:
+        return sharding.parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @click.command("execute")
 @_plan_path_option
 @click.option("--max-parallel", type=click.IntRange(1, 256), default=None, help="Modules at once.")
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    callback=_shard_arg,
+    help="Run only shard K of N (1-based) of the plan; other runners run the other shards.",
+)
 @runtime_dir_option
 @json_option
 @pass_app
-def execute_cmd(app, plan_file, max_parallel, runtime_dir, as_json):
+def execute_cmd(app, plan_file, max_parallel, shard, runtime_dir, as_json):
     """Phase 2: run the planned modules (journaled in the runtime dir).
+
+    With --shard K/N only that shard's work orders run, and a receipt
+    runtime/shards/K-of-N.json tells settle the shard finished.
 
     Example:
 
         workmill execute --plan-file runtime/plan.json --max-parallel 4
+
+        workmill execute --plan-file runtime/plan.json --shard 2/3
     """
     ctx = _ctx(app, runtime_dir, as_json, max_parallel=max_parallel)
-    outcomes = execute_plan(ctx, _read_plan(ctx, plan_file))
+    outcomes = execute_plan(ctx, _read_plan(ctx, plan_file), shard)
     data = {f"{t}/{w}": {m: o.status for m, o in mods.items()} for (t, w), mods in outcomes.items()}
     if as_json:
         echo_json(data)
@@ -163,18 +206,37 @@ def execute_cmd(app, plan_file, max_parallel, runtime_dir, as_json):
 
 @click.command("settle")
 @_plan_path_option
+@click.option(
+    "--shards",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="The plan ran as N shards: settle only work orders whose shard left a finished "
+    "receipt (default: N from the receipts in the runtime dir, if any).",
+)
 @runtime_dir_option
 @json_option
 @pass_app
-def settle_cmd(app, plan_file, runtime_dir, as_json):
+def settle_cmd(app, plan_file, shards, runtime_dir, as_json):
     """Phase 3: REFUND, logs, cache index and release maps in one commit.
+
+    Work orders of a shard whose results are missing stay RUNNING with their
+    SPEND (shown as UNSETTLED, exit 1) until that shard is executed and settle
+    runs again.
 
     Example:
 
         workmill settle --plan-file runtime/plan.json
+
+        workmill settle --plan-file runtime/plan.json --shards 3
     """
     ctx = _ctx(app, runtime_dir, True)
-    _print(settle_plan(ctx, _read_plan(ctx, plan_file)), as_json, ctx)
+    result = settle_plan(ctx, _read_plan(ctx, plan_file), shards)
+    _print(result, as_json, ctx)
+    waiting = unsettled(result)
+    for d in waiting:
+        echo_err(f"error: {d.tenant_id}/{d.work_order_id} not settled: {d.message}")
+    if waiting:
+        raise click.exceptions.Exit(1)
 
 
 @click.group("release")

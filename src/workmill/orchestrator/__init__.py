@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workmill.orchestrator import shard_receipts, sharding
 from workmill.orchestrator.context import RunContext, RunOptions
 from workmill.orchestrator.executing import execute
 from workmill.orchestrator.planning import plan
 from workmill.orchestrator.records import Decision, ModuleOutcome, Plan, journal_path, read_journal
 from workmill.orchestrator.settling import Settled, settle
+from workmill.orchestrator.sharding import ShardSpec, shard_plan
+
+UNSETTLED = "UNSETTLED"  # a decision: charged, executed elsewhere, results not here yet
 
 __all__ = [
     "Plan",
@@ -30,6 +34,7 @@ __all__ = [
     "run",
     "settle",
     "settle_plan",
+    "unsettled",
 ]
 
 
@@ -112,14 +117,54 @@ def _claim_for(ctx: RunContext, p: Plan) -> None:
             raise RuntimeError(f"work order {wo.work_order_id} is held by another live process")
 
 
-def execute_plan(ctx: RunContext, p: Plan) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
-    _claim_for(ctx, p)
-    return execute(ctx, p)
+def execute_plan(
+    ctx: RunContext, p: Plan, shard: ShardSpec | None = None
+) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
+    """Execute the plan, or only shard ``(K, N)`` of it (a receipt tells settle it finished)."""
+    if shard is None:
+        _claim_for(ctx, p)
+        return execute(ctx, p)
+    mine = shard_plan(p, *shard)
+    _claim_for(ctx, mine)
+    receipt = shard_receipts.begin(ctx.runtime_dir, p, *shard, mine.work_orders)
+    outcomes = execute(ctx, mine)
+    if not ctx.cancel.is_set():  # a cancelled shard is finished by executing it again
+        shard_receipts.finish(ctx.runtime_dir, receipt)
+    return outcomes
 
 
-def settle_plan(ctx: RunContext, p: Plan) -> RunResult:
-    """Settle a plan from the journals the execute phase left in the runtime dir."""
+def settle_plan(ctx: RunContext, p: Plan, shards: int | None = None) -> RunResult:
+    """Settle a plan from the journals the execute phase left in the runtime dir.
+
+    When the plan was executed in ``shards`` shards (given, or read from the
+    receipts), work orders of a shard without a finished receipt are not
+    settled: they keep their SPEND and come back as ``UNSETTLED`` decisions.
+    """
     _claim_for(ctx, p)
+    n = shards or shard_receipts.detect_shard_count(ctx.runtime_dir, p)
+    held: list[Decision] = []
+    if n:
+        done = shard_receipts.finished_shards(ctx.runtime_dir, p, n)
+        parts = sharding.split(p.work_orders, n)
+        held = [
+            Decision(
+                tenant_id=wo.tenant_id,
+                work_order_id=wo.work_order_id,
+                status=UNSETTLED,
+                message=f"shard {k}/{n} left no finished results: SPEND {wo.spend_credits} "
+                f"stands, no REFUND yet; run `workmill execute --shard {k}/{n}` and settle again",
+            )
+            for k, part in enumerate(parts, start=1)
+            if k not in done
+            for wo in part
+        ]
+        waiting = {(d.tenant_id, d.work_order_id) for d in held}
+        p = p.model_copy(
+            update={
+                "work_orders": [wo for wo in p.work_orders if wo.key not in waiting],
+                "decisions": p.decisions + held,
+            }
+        )
     outcomes = {
         wo.key: {
             mid: rec
@@ -146,6 +191,11 @@ def run(ctx: RunContext) -> RunResult:
         return RunResult(p, settle(ctx, p.work_orders, outcomes))
     finally:
         ctx.leases.release_all()
+
+
+def unsettled(result: RunResult) -> list[Decision]:
+    """Work orders a sharded settle had to leave RUNNING (their shard's results are missing)."""
+    return [d for d in result.decisions if d.status == UNSETTLED]
 
 
 def default_plan_path(ctx: RunContext) -> Path:
