@@ -275,3 +275,29 @@ def test_validate_repo__parallel_path_finds_the_same_problems(pf, monkeypatch):
     monkeypatch.setattr(v, "PARALLEL_THRESHOLD", 1)
     monkeypatch.setattr(_snapshot, "PARALLEL_LOAD", 1)
     assert problems(pf) == sequential and len(sequential) >= 2
+
+
+def test_validate_work_order__reads_only_the_modules_it_names(pf):
+    pf.write("modules/003/module.yml", "module_id: [unclosed\n")
+    repo = pf.fresh()
+    assert validate_work_order(repo, pf.tenant, pf.wo()) == []
+    # the specs it read are the ones the run uses: the files are not read a second time
+    (pf.root / "modules/002/module.yml").unlink()
+    assert repo.module("002").module_id == "002"
+
+
+def test_validate_work_order__a_named_broken_module_is_reported(pf):
+    pf.write("modules/003/module.yml", "module_id: [unclosed\n")
+    pf.write(pf.wo(), f"work_order_id: {pf.work_order}\nmodules:\n  - {{module_id: '003'}}\n")
+    found = validate_work_order(pf.fresh(), pf.tenant, pf.wo())
+    assert [p.field for p in found] == ["modules.0.module_id"]
+    assert "has errors of its own" in found[0].message
+
+
+def test_validate_work_order__unknown_module(pf):
+    pf.write(
+        pf.wo(),
+        f"work_order_id: {pf.work_order}\nmodules:\n  - {{module_id: '009'}}\n",
+    )
+    found = validate_work_order(pf.fresh(), pf.tenant, pf.wo())
+    assert "unknown module '009'" in found[0].message

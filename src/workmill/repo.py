@@ -127,6 +127,10 @@ class PlatformRepo:
             self._cache[key] = load_spec(path, model, self.rel(path))
         return self._cache[key]
 
+    def remember(self, kind: str, path: Path, spec: object) -> None:
+        """Keep a spec parsed elsewhere (validation reads the same file) so it is not read twice."""
+        self._cache.setdefault((kind, str(path)), spec)
+
     def module(self, module_id: str) -> ModuleSpec:
         spec = self._load("module", self.module_dir(module_id) / "module.yml", ModuleSpec)
         assert isinstance(spec, ModuleSpec)

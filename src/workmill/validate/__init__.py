@@ -30,6 +30,7 @@ from workmill.validate._snapshot import (
     discover_inputs,
     hash_inputs,
     load_snapshot,
+    work_order_snapshot,
 )
 from workmill.validate._workorders import WorkOrderContext, check_work_order_file
 
@@ -160,11 +161,11 @@ _CTX_KEY = ("foundation", "work-order-context")
 def validate_work_order(repo: PlatformRepo, tenant_id: str, path: Path | str) -> list[Problem]:
     """Problems of one work order, so the orchestrator can REJECT it alone.
 
-    The module/tenant snapshot is read once per ``PlatformRepo`` and reused.
+    Only the modules a work order names are read (once per ``PlatformRepo``).
     """
     ctx = repo._cache.get(_CTX_KEY)
     if not isinstance(ctx, WorkOrderContext):
-        ctx = WorkOrderContext(load_snapshot(repo), report_broken_modules=True)
+        ctx = WorkOrderContext(work_order_snapshot(repo), report_broken_modules=True)
         repo._cache[_CTX_KEY] = ctx
     p = Path(path)
     if not p.is_absolute():

@@ -28,6 +28,7 @@ from workmill.specs import (
     parse_model,
 )
 from workmill.tables import Row, parse_table
+from workmill.validate._fastyaml import fast_load
 from workmill.validate._parallel import fork_map
 from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml
 
@@ -168,8 +169,11 @@ def hash_inputs(repo: PlatformRepo, paths: list[str]) -> dict[str, str]:
 class _Reader:
     """Reads files once, remembering their sha256 and collecting problems."""
 
-    def __init__(self, snap: Snapshot) -> None:
+    def __init__(self, snap: Snapshot, *, fast: bool = False) -> None:
         self.snap = snap
+        # fast: a plain file that validates cleanly skips the line-tracking parse
+        # (callers that report rule problems by line, like validate, keep it off)
+        self.fast = fast
 
     def raw(self, rel: str) -> bytes | None:
         path = self.snap.repo.root / rel
@@ -199,6 +203,8 @@ class _Reader:
         return None
 
     def spec(self, rel: str, model: type[M]) -> tuple[M | None, YamlDoc | None]:
+        if self.fast and (got := self._fast_spec(rel, model)) is not None:
+            return got
         doc = self.yaml(rel)
         if doc is None:
             return None, None
@@ -207,6 +213,25 @@ class _Reader:
         except SpecError as exc:
             self.snap.problems.extend(exc.problems)
             return None, doc
+
+    def _fast_spec(self, rel: str, model: type[M]) -> tuple[M, YamlDoc] | None:
+        """The spec when the file is plain and valid; None sends it down the full path."""
+        try:
+            data = (self.snap.repo.root / rel).read_bytes()
+            if len(data) > MAX_BYTES:
+                return None
+            ok, loaded = fast_load(data.decode("utf-8-sig"))
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not ok:
+            return None
+        doc = YamlDoc(rel, loaded)
+        try:
+            spec = parse_model(doc, model)
+        except SpecError:
+            return None
+        self.snap.input_hashes[rel] = hashlib.sha256(data).hexdigest()
+        return spec, doc
 
     def table(self, rel: str, columns: tuple[str, ...]) -> tuple[list[str], list[Row]] | None:
         data = self.raw(rel)
@@ -264,6 +289,62 @@ def load_snapshot(repo: PlatformRepo) -> Snapshot:
     return snap
 
 
+def work_order_snapshot(repo: PlatformRepo) -> Snapshot:
+    """A snapshot whose modules and tenants are read when a work order names them.
+
+    Checking one work order needs only the modules it lists; reading every
+    module of a large platform first would make a run of one work order cost as
+    much as validating the whole repo.
+    """
+    snap = Snapshot(repo)
+    snap.modules = _LazyModules(repo, _trusted_schema_hashes(repo))
+    snap.tenants = _TenantFolders(repo)
+    return snap
+
+
+class _LazyModules(dict[str, ModuleInfo]):
+    """``get`` loads a module folder on first use (as ``load_snapshot`` would)."""
+
+    def __init__(self, repo: PlatformRepo, trusted: set[str]) -> None:
+        super().__init__()
+        self._repo = repo
+        self._trusted = trusted
+
+    def get(self, module_id: str, default: Any = None) -> Any:  # type: ignore[override]
+        if not dict.__contains__(self, module_id):
+            if not _is_folder(self._repo.modules_dir, module_id):
+                return default
+            part = _load_modules((self._repo, self._trusted), [module_id], fast=True)
+            info = part.modules[module_id]
+            self[module_id] = info
+            folder = self._repo.module_dir(module_id)
+            for kind, name, spec in (
+                ("module", "module.yml", info.spec),
+                ("action", "action.yml", info.action),
+                ("validation", "validation.yml", info.validation_doc and info.validation),
+            ):
+                if spec is not None:
+                    self._repo.remember(kind, folder / name, spec)
+        return dict.get(self, module_id, default)
+
+
+class _TenantFolders(dict[str, TenantInfo]):
+    """Membership is a tenant folder's existence (the work-order checks need no more)."""
+
+    def __init__(self, repo: PlatformRepo) -> None:
+        super().__init__()
+        self._repo = repo
+
+    def __contains__(self, tenant_id: object) -> bool:
+        return isinstance(tenant_id, str) and _is_folder(self._repo.tenants_dir, tenant_id)
+
+
+def _is_folder(parent: Path, name: str) -> bool:
+    if not name or name.startswith(".") or "/" in name or "\\" in name or name in ("..",):
+        return False
+    return (parent / name).is_dir()
+
+
 PARALLEL_LOAD = 1500
 # params schemas (by sha256) already checked against their metaschema in this process
 _VERIFIED_SCHEMAS: set[str] = set()
@@ -286,10 +367,12 @@ def _merge(snap: Snapshot, part: Snapshot) -> None:
     snap.problems += part.problems
 
 
-def _load_modules(state: tuple[PlatformRepo, set[str]], module_ids: Sequence[str]) -> Snapshot:
+def _load_modules(
+    state: tuple[PlatformRepo, set[str]], module_ids: Sequence[str], *, fast: bool = False
+) -> Snapshot:
     repo, trusted = state
     snap = Snapshot(repo)
-    rd = _Reader(snap)
+    rd = _Reader(snap, fast=fast)
     root = repo.root
     for m in module_ids:
         info = ModuleInfo(m)
