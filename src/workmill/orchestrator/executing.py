@@ -8,6 +8,7 @@ module of a work order is done, its release manifest is uploaded (last).
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Hashable
 
@@ -25,6 +26,7 @@ from workmill.orchestrator.records import (
     append_outcome,
     journal_path,
     read_journal,
+    sync_journal,
 )
 from workmill.orchestrator.statuses import ModuleStatus
 from workmill.specs import RELEASE_TAG
@@ -92,6 +94,8 @@ def publish_manifest(
     keep = {i.filename for i in items}
     for stray in existing - keep:
         ctx.releases.delete_asset(tag, stray)
+    # the manifest vouches for these modules' outcomes: the journal must outlive a power loss
+    sync_journal(journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id))
     ctx.releases.create_asset(tag, name, manifest.to_bytes())
 
 
@@ -189,6 +193,9 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
         _ = ctx.cache_index_rows  # read once, before the worker threads need it
     pending = sum(1 for j in jobs if j.key not in initial)
     ctx.reporter.start(len(plan.work_orders), pending)
+    # what is alive now (specs, plans, libraries) lives through the run: the collector
+    # need not rescan it after every module
+    gc.freeze()
     try:
         Scheduler(
             jobs,
@@ -200,5 +207,6 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
             on_group_done=group_done,
         ).execute()
     finally:
+        gc.unfreeze()
         ctx.reporter.stop()
     return outcomes

@@ -77,13 +77,16 @@ def _stage_inputs(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, deps: list
     """Copy each dependency's outputs to ``<inputs>/<dep>/`` (copies: a module cannot
     change what its dependency produced)."""
     root = ctx.runtime_dir / wo.tenant_id / wo.work_order_id / ".inputs" / mp.module_id
-    if root.exists():
+    try:
+        root.mkdir(parents=True)
+    except FileExistsError:
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+        root.mkdir()
     for dep in deps:
         src = module_workspace(ctx, wo, dep) / "outputs"
         if src.is_dir():
-            shutil.copytree(src, root / dep, symlinks=True)
+            # contents only (no timestamps or modes): an input is data, not a file's history
+            shutil.copytree(src, root / dep, symlinks=True, copy_function=shutil.copyfile)
         else:
             (root / dep).mkdir()
     return root

@@ -1,9 +1,13 @@
 """What the phases hand each other: the plan file and the per-work-order journal.
 
 The plan is written by ``plan`` and read by ``execute``/``settle``; the journal
-(``runtime/<tenant>/<work_order>/journal.jsonl``) gets one fsync'd line per
-finished module, so a run killed half-way can be finished without re-running
-what is already known complete.
+(``runtime/<tenant>/<work_order>/journal.jsonl``) gets one line per finished
+module, so a run killed half-way can be finished without re-running what is
+already known complete. A line is one O_APPEND write, so a killed process
+never loses it; it is fsync'd only before the work order's release manifest
+is published (``sync_journal``): a power loss can then cost a re-run of the
+last modules, never money (SPEND/REFUND live in the billing store) and never
+a manifest whose modules the journal has forgotten.
 """
 
 from __future__ import annotations
@@ -117,12 +121,26 @@ def journal_path(runtime_dir: Path, tenant_id: str, work_order_id: str) -> Path:
 
 
 def append_outcome(path: Path, outcome: ModuleOutcome) -> None:
-    """Append one line and fsync: the journal is how a crashed run is resumed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = outcome.model_dump_json() + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """Append one line in one write: the journal is how a crashed run is resumed."""
+    line = (outcome.model_dump_json() + "\n").encode()
     try:
-        os.write(fd, line.encode())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def sync_journal(path: Path) -> None:
+    """Make the journal durable (before anything outside the runtime dir relies on it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
