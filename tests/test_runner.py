@@ -477,3 +477,39 @@ def test_public_api__pinned():
     }
     for name in runner.__all__:
         assert getattr(runner, name) is not None
+
+
+# ---------------------------------------------------------------- output draining
+
+
+def test_output__a_background_writer_keeps_logging_after_its_step_ends(tmp_path):
+    r = run(
+        tmp_path,
+        [
+            {"shell": "bash", "run": "(sleep 0.3; echo late-from-background) & echo early"},
+            {"shell": "bash", "run": "sleep 0.8"},
+        ],
+    )
+    assert r.status == "COMPLETED"
+    first = r.step_logs[0].read_text()
+    assert "early" in first and "late-from-background" in first
+
+
+def test_output__last_lines_before_exit_are_in_the_log(tmp_path):
+    r = run(tmp_path, [{"shell": "bash", "run": "for i in $(seq 1 2000); do echo line-$i; done"}])
+    log = step_log(r)
+    assert r.status == "COMPLETED" and "line-1\n" in log and "line-2000\n" in log
+
+
+def test_output__without_pidfd_a_thread_drains_and_timeouts_still_kill(tmp_path, monkeypatch):
+    def no_pidfd(pid: int) -> int:
+        raise OSError("pidfd_open unavailable")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    r = run(
+        tmp_path / "a", [{"shell": "bash", "run": "echo hello-thread; echo x > $WM_OUTPUTS_DIR/o"}]
+    )
+    assert r.status == "COMPLETED" and "hello-thread" in step_log(r)
+    t0 = time.monotonic()
+    r = run(tmp_path / "b", [{"shell": "bash", "run": "sleep 60"}], timeout_seconds=0.5)
+    assert r.reason_code == CODES["MODULE_TIMEOUT"] and time.monotonic() - t0 < 10

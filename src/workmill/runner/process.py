@@ -135,11 +135,84 @@ def run_step_process(
         return StepProcessResult(None, error=f"could not start {argv[0]}: {exc.strerror}")
     os.close(write_fd)
     groups.pgids.append(proc.pid)
-    drain = PipeDrain(read_fd, log)
+    waiter = _ExitWaiter(proc)
+    if waiter.pidfd is None:
+        return _wait_with_drain_thread(
+            proc, waiter, read_fd, log, deadline, cancel, groups, grace_seconds
+        )
+    # one thread waits for both the exit (pidfd) and the output (pipe): no drain thread
+    timed_out = cancelled = False
+    fd: int | None = read_fd
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            watch = [waiter.pidfd] if fd is None else [fd, waiter.pidfd]
+            ready, _, _ = select.select(watch, [], [], min(remaining, POLL_SECONDS))
+            if fd is not None and fd in ready:
+                fd = _read_into(fd, log)
+            if waiter.pidfd in ready:
+                break
+    finally:
+        waiter.close()
+    if timed_out or cancelled:
+        if fd is not None:
+            _hand_over(fd, log, groups)
+        groups.kill_all(grace_seconds)
+        proc.wait()
+        return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
+    proc.wait()
+    if fd is not None:
+        # output written just before exit is drained before the step's outputs are read;
+        # a process left in the group (or escaped from it) keeps the pipe: read on in a thread
+        end = time.monotonic() + (0.05 if _group_alive(proc.pid) else 1.0)
+        while fd is not None and (left := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                fd = _read_into(fd, log)
+        if fd is not None:
+            _hand_over(fd, log, groups)
+    return StepProcessResult(proc.returncode)
+
+
+def _read_into(fd: int, log: CappedLog) -> int | None:
+    """Read what is there into the log; None (and the fd closed) at end of file."""
+    try:
+        chunk = os.read(fd, 1 << 16)
+    except OSError:
+        chunk = b""
+    if chunk:
+        log.feed(chunk)
+        return fd
+    os.close(fd)
+    return None
+
+
+def _hand_over(fd: int, log: CappedLog, groups: ProcessGroups) -> None:
+    drain = PipeDrain(fd, log)
     drain.start()
     groups.drains.append(drain)
 
-    waiter = _ExitWaiter(proc)
+
+def _wait_with_drain_thread(
+    proc: subprocess.Popen[bytes],
+    waiter: _ExitWaiter,
+    read_fd: int,
+    log: CappedLog,
+    deadline: float,
+    cancel: threading.Event | None,
+    groups: ProcessGroups,
+    grace_seconds: float,
+) -> StepProcessResult:
+    """Kernels without pidfd: a thread drains the pipe while this one waits."""
+    drain = PipeDrain(read_fd, log)
+    drain.start()
+    groups.drains.append(drain)
     timed_out = cancelled = False
     try:
         while not waiter.wait(0):
@@ -158,6 +231,5 @@ def run_step_process(
         proc.wait()
         return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
     proc.wait()
-    # output written just before exit is drained before the step's outputs are read
     drain.join(timeout=0.05 if _group_alive(proc.pid) else 1.0)
     return StepProcessResult(proc.returncode)
