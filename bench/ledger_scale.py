@@ -22,7 +22,7 @@ os.environ.setdefault("WORKMILL_NOW", "2026-11-23T12:00:00Z")
 from workmill import billing_tables as bt
 from workmill.fsio import sha256_bytes
 from workmill.repo import PlatformRepo
-from workmill.state import CHUNK_BYTES, TOPUP_REFERENCES, BillingStore
+from workmill.state import CHUNK_BYTES, TAIL_BYTES, TOPUP_REFERENCES, BillingStore
 from workmill.state.billing_state import TOPUP_REFERENCE_COLUMNS, reference_bucket
 from workmill.state.manifest import Manifest, PartitionRef, TableRef, manifest_asset
 from workmill.state.workorder_index import (
@@ -38,11 +38,20 @@ TENANTS = [f"T{i:05d}" for i in range(1000)]
 
 
 def _chunks(header: tuple[str, ...], lines: list[str]) -> list[tuple[bytes, int]]:
+    """A group's lines as the store leaves them: full chunks, then a half-full tail.
+
+    A tail is rewritten by every commit and compacted once full, so half of
+    ``TAIL_BYTES`` is its average fill; a fresh, nearly empty tail would flatter the figures.
+    """
     head = (",".join(header) + "\n").encode()
+    tail_at, size = len(lines), 0
+    while tail_at and size + len(lines[tail_at - 1].encode()) <= TAIL_BYTES // 2:
+        tail_at -= 1
+        size += len(lines[tail_at].encode())
     out, buf, size, n = [], [head], len(head), 0
-    for line in lines:
+    for i, line in enumerate(lines):
         b = line.encode()
-        if size + len(b) > CHUNK_BYTES and n:
+        if n and (size + len(b) > CHUNK_BYTES or i == tail_at):
             out.append((b"".join(buf), n))
             buf, size, n = [head], len(head), 0
         buf.append(b)

@@ -10,10 +10,10 @@ Typical use (the orchestrator, the cache, ``workmill topup``)::
 from __future__ import annotations
 
 from workmill.state.billing_state import DERIVED, PARTITIONED, TOPUP_REFERENCES, BillingState
+from workmill.state.chunking import CHUNK_BYTES, TAIL_BYTES
 from workmill.state.manifest import Manifest, PartitionRef, TableRef
 from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore, open_release_store
 from workmill.state.store import (
-    CHUNK_BYTES,
     ENV_COMMIT_SLEEP,
     KEEP_REVISIONS,
     BillingStore,
@@ -29,6 +29,7 @@ __all__ = [
     "KEEP_REVISIONS",
     "PARTITIONED",
     "PROMO_USAGE",
+    "TAIL_BYTES",
     "TOPUP_REFERENCES",
     "WORKORDER_INDEX",
     "AssetExists",

@@ -194,9 +194,8 @@ class BillingState:
             ref = self.manifest.tables.get(table)
             rows: list[Row] = []
             if ref is not None:
-                for p in sorted(ref.partitions, key=lambda p: p.key):
-                    if p.group == group:
-                        rows.extend(self._parse_asset(table, p.asset)[1])
+                for p in ref.group_partitions(group):
+                    rows.extend(self._parse_asset(table, p.asset)[1])
             self._groups[key] = rows
         return self._groups[key]
 
@@ -368,9 +367,8 @@ class BillingState:
             group = wi.bucket(work_order_id)
             ref = self.manifest.tables[WORKORDER_INDEX]
             found: list[Row] = []
-            for p in sorted(ref.partitions, key=lambda p: p.seq):
-                if p.group == group:
-                    found.extend(wi.scan(self.raw_asset(p.asset), work_order_id))
+            for p in ref.group_partitions(group):
+                found.extend(wi.scan(self.raw_asset(p.asset), work_order_id))
             rec = wi.record_from(work_order_id, found)
         else:  # a store from before the index: read the tables (once, until the next commit)
             txs = {
@@ -523,7 +521,7 @@ class BillingState:
         needle = reference.encode()
         if ref is not None and (TOPUP_REFERENCES, group) not in self._groups:
             # Skip parsing a bucket whose bytes cannot contain the reference.
-            parts = [p for p in ref.partitions if p.group == group]
+            parts = ref.group_partitions(group)
             if not any(needle in self.raw_asset(p.asset) for p in parts):
                 return None
         for r in self._group_rows(TOPUP_REFERENCES, group):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from workmill.errors import StateError
 
@@ -13,6 +14,7 @@ SCHEMA_VERSION = 1
 MANIFEST_PREFIX = "manifest-r"
 _MANIFEST = re.compile(r"manifest-r(\d{9})\.json")
 _TABLE_ASSET = re.compile(r"t-r(\d{9})-[0-9A-Za-z]+-.+\.csv")
+_PLAIN = re.compile(r"[A-Za-z0-9._-]*")  # JSON-encodes as itself between quotes
 
 
 def manifest_asset(revision: int) -> str:
@@ -45,13 +47,25 @@ class PartitionRef:
     rows: int
     bytes: int
 
-    @property
+    @cached_property
     def group(self) -> str:
         return self.key.rsplit(".", 1)[0]
 
-    @property
+    @cached_property
     def seq(self) -> int:
         return int(self.key.rsplit(".", 1)[1]) if "." in self.key else 0
+
+    def json(self) -> str:
+        """This entry as a manifest JSON object (plain strings skip the JSON encoder)."""
+        k, a, h = self.key, self.asset, self.sha256
+        if _PLAIN.fullmatch(k) and _PLAIN.fullmatch(a) and _PLAIN.fullmatch(h):
+            return (
+                f'{{"key": "{k}", "asset": "{a}", "sha256": "{h}", '
+                f'"rows": {int(self.rows)}, "bytes": {int(self.bytes)}}}'
+            )
+        return json.dumps(
+            {"key": k, "asset": a, "sha256": h, "rows": self.rows, "bytes": self.bytes}
+        )
 
 
 @dataclass(frozen=True)
@@ -67,15 +81,26 @@ class TableRef:
     partitions: tuple[PartitionRef, ...]
     columns: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def rows(self) -> int:
         return sum(p.rows for p in self.partitions)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         if not self.partitioned:
             return self.partitions[0].sha256 if self.partitions else hashlib.sha256(b"").hexdigest()
         return partition_root(self.partitions)
+
+    @cached_property
+    def _by_group(self) -> dict[str, tuple[PartitionRef, ...]]:
+        out: dict[str, list[PartitionRef]] = {}
+        for p in self.partitions:
+            out.setdefault(p.group, []).append(p)
+        return {g: tuple(sorted(ps, key=lambda p: p.seq)) for g, ps in out.items()}
+
+    def group_partitions(self, group: str) -> tuple[PartitionRef, ...]:
+        """The chunks of one partition group, in order (a lookup, not a scan of every chunk)."""
+        return self._by_group.get(group, ())
 
 
 def partition_root(parts: tuple[PartitionRef, ...]) -> str:
@@ -123,18 +148,7 @@ class Manifest:
                     "columns": list(t.columns),
                 }
             )[:-1]
-            parts = ",\n   ".join(
-                json.dumps(
-                    {
-                        "key": p.key,
-                        "asset": p.asset,
-                        "sha256": p.sha256,
-                        "rows": p.rows,
-                        "bytes": p.bytes,
-                    }
-                )
-                for p in sorted(t.partitions, key=lambda p: p.key)
-            )
+            parts = ",\n   ".join(p.json() for p in sorted(t.partitions, key=lambda p: p.key))
             body = f"[\n   {parts}\n  ]" if parts else "[]"
             comma = "," if i < len(tables) - 1 else ""
             out.append(f'  {json.dumps(name)}: {head}, "partitions": {body}}}{comma}')

@@ -7,8 +7,9 @@ manifest name and the loser gets ``StateConflict``; a reader only follows
 published manifests, so it never sees half a commit; a writer killed before
 the manifest leaves only unreferenced assets, which garbage collection removes.
 Append-only tables are stored in partitions (month of commit, split into
-chunks of at most ``CHUNK_BYTES``); a commit rewrites only the chunks its new
-rows land in, so its cost does not grow with history.
+chunks of at most ``CHUNK_BYTES``); a commit rewrites only the small tail chunk
+its new rows land in, compacting a full tail into the chunk before it now and
+then (``workmill.state.chunking``), so its cost does not grow with history.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from workmill.state.billing_state import (
     columns_of,
     partition_group,
 )
+from workmill.state.chunking import CHUNK_BYTES, TAIL_BYTES, Placement, place, split_sizes
 from workmill.state.manifest import (
     Manifest,
     PartitionRef,
@@ -54,7 +56,6 @@ from workmill.tables import header_with_extras, parse_table, render_table
 
 T = TypeVar("T")
 
-CHUNK_BYTES = 1 << 20
 KEEP_REVISIONS = 10
 GC_SLACK = 5  # collect only when this many revisions beyond KEEP_REVISIONS pile up (amortised)
 ENV_COMMIT_SLEEP = "WORKMILL_TEST_COMMIT_SLEEP"  # test hook: pause inside a commit
@@ -211,31 +212,20 @@ class BillingStore:
         month: str,
     ) -> TableRef:
         parts = {p.key: p for p in (ref.partitions if ref else ())}
+        stored = ref or TableRef(True, ())
         columns = list(ref.columns) if ref and ref.columns else list(columns_of(name))
         columns = header_with_extras(columns, rows)
         by_group: dict[str, list[dict[str, str]]] = {}
         for r in rows:
             by_group.setdefault(partition_group(name, r, month), []).append(r)
         for group, grows in sorted(by_group.items()):
-            chunks = sorted((p for p in parts.values() if p.group == group), key=lambda p: p.seq)
-            last = chunks[-1] if chunks else None
-            data = b""
-            key = ""
-            if last is not None and last.bytes < CHUNK_BYTES:
-                old = state.raw_asset(last.asset)
-                first_line = old.split(b"\n", 1)[0].decode()
-                old_header = next(csv.reader(io.StringIO(first_line)))
-                if all(k in old_header for r in grows for k in r):
-                    body = render_table(old_header, grows).split(b"\n", 1)[1]
-                    data, key = old + body, last.key
-            if not key:
-                seq = last.seq + 1 if last is not None else 0
-                key = f"{group}.{seq:04d}"
-                data = render_table(columns, grows)
-            asset = table_asset(rev, nonce, name, key)
-            self.releases.create_asset(self.tag, asset, data)
-            n_old = parts[key].rows if key in parts else 0
-            parts[key] = PartitionRef(key, asset, sha256_bytes(data), n_old + len(grows), len(data))
+            chunks = list(stored.group_partitions(group))
+            for key, data, n_rows, dropped in _group_writes(state, group, chunks, columns, grows):
+                asset = table_asset(rev, nonce, name, key)
+                self.releases.create_asset(self.tag, asset, data)
+                parts[key] = PartitionRef(key, asset, sha256_bytes(data), n_rows, len(data))
+                for gone in dropped:
+                    del parts[gone]
         return TableRef(True, tuple(sorted(parts.values(), key=lambda p: p.key)), tuple(columns))
 
     def commit_with_retry(self, mutate: Callable[[BillingState], T], attempts: int = 30) -> T:
@@ -477,3 +467,52 @@ def _test_pause() -> None:
     if delay:
         with contextlib.suppress(ValueError):
             time.sleep(float(delay))
+
+
+def _group_writes(
+    state: BillingState,
+    group: str,
+    chunks: list[PartitionRef],
+    columns: list[str],
+    rows: list[dict[str, str]],
+) -> list[tuple[str, bytes, int, tuple[str, ...]]]:
+    """(key, bytes, rows, keys it replaces) of each chunk to upload for ``rows`` (see ``chunking``).
+
+    Extending or merging concatenates stored bytes, so it needs the chunks to share a
+    header that already names every column of the new rows; otherwise new chunks start.
+    """
+    last = chunks[-1] if chunks else None
+    if last is not None and last.bytes < TAIL_BYTES:
+        old = state.raw_asset(last.asset)
+        head_line, _, old_body = old.partition(b"\n")
+        header = next(csv.reader(io.StringIO(head_line.decode())))
+        if all(k in header for r in rows for k in r):
+            body = render_table(header, rows).split(b"\n", 1)[1]
+            how = place([c.bytes for c in chunks], len(body))
+            if how is Placement.EXTEND:
+                return [(last.key, old + body, last.rows + len(rows), ())]
+            if how is Placement.MERGE:
+                prev = chunks[-2]
+                base = state.raw_asset(prev.asset)
+                if base.split(b"\n", 1)[0] == head_line:
+                    n = prev.rows + last.rows + len(rows)
+                    return [(prev.key, base + old_body + body, n, (last.key,))]
+    seq = last.seq + 1 if last is not None else 0
+    return [
+        (f"{group}.{seq + i:04d}", data, n, ())
+        for i, (data, n) in enumerate(_new_chunks(columns, rows))
+    ]
+
+
+def _new_chunks(columns: list[str], rows: list[dict[str, str]]) -> list[tuple[bytes, int]]:
+    """``rows`` rendered as one or more chunks of at most ``CHUNK_BYTES`` (a lone row may exceed it)."""
+    data = render_table(columns, rows)
+    if len(data) <= CHUNK_BYTES or len(rows) < 2:
+        return [(data, len(rows))]
+    head = len(render_table(columns, []))
+    sizes = [len(render_table(columns, [r])) - head for r in rows]
+    out, i = [], 0
+    for n in split_sizes(sizes, head):
+        out.append((render_table(columns, rows[i : i + n]), n))
+        i += n
+    return out

@@ -1,0 +1,62 @@
+"""Where a commit's new rows go inside one partition group (pure rules, no I/O).
+
+A group (a month of an append-only table, a bucket of a derived index) is a
+sequence of chunks. GitHub cannot append to an asset, so adding rows to a chunk
+means uploading it again whole; what a commit costs is the bytes it rewrites.
+Rewriting a chunk of up to ``CHUNK_BYTES`` per touched group made commits cost
+~1 MiB per table once history filled its chunks, while many tiny chunks would
+make the manifest (one entry per chunk) grow with every commit.
+
+So a group ends in a small *tail* chunk: a commit rewrites only the tail
+(``extend``, ≤ ``TAIL_BYTES``); when the tail is full it is compacted into the
+chunk before it (``merge``, ≤ ``CHUNK_BYTES``, about once per ``TAIL_BYTES`` of
+appended rows); a new chunk starts only when neither fits (``new``). A group
+therefore holds full chunks, one growing chunk and one tail: one manifest
+entry more than 1 MiB chunks alone, and a chunk written under the old rule (any
+size up to ``CHUNK_BYTES``) is just a chunk that is not a tail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+CHUNK_BYTES = 1 << 20  # a compacted chunk never grows past this
+TAIL_BYTES = 64 << 10  # the chunk a routine commit rewrites stays below this
+
+
+class Placement(Enum):
+    EXTEND = "extend"  # rewrite the last chunk (a tail) with the new rows appended
+    MERGE = "merge"  # rewrite the chunk before the tail as it + tail + new rows; drop the tail
+    NEW = "new"  # start new chunk(s) after the last one
+
+
+def place(sizes: Sequence[int], new_bytes: int) -> Placement:
+    """Placement of ``new_bytes`` (rows without header) in a group whose chunks have ``sizes``.
+
+    ``sizes`` are the stored byte sizes, in chunk order. Header bytes of a
+    rewritten chunk are already in its size, so the limits compare real sizes.
+    """
+    if not sizes or sizes[-1] >= TAIL_BYTES:
+        return Placement.NEW
+    last = sizes[-1]
+    if last + new_bytes <= TAIL_BYTES:
+        return Placement.EXTEND
+    if len(sizes) > 1 and sizes[-2] + last + new_bytes <= CHUNK_BYTES:
+        return Placement.MERGE
+    return Placement.NEW
+
+
+def split_sizes(row_sizes: Sequence[int], header_bytes: int, limit: int = CHUNK_BYTES) -> list[int]:
+    """How many consecutive rows go into each new chunk so none passes ``limit`` (≥ 1 row each)."""
+    out: list[int] = []
+    size, n = header_bytes, 0
+    for b in row_sizes:
+        if n and size + b > limit:
+            out.append(n)
+            size, n = header_bytes, 0
+        size += b
+        n += 1
+    if n or not out:
+        out.append(n)
+    return out
