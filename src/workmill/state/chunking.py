@@ -31,13 +31,18 @@ class Placement(Enum):
     NEW = "new"  # start new chunk(s) after the last one
 
 
+def is_tail(size: int) -> bool:
+    """Whether a group's last chunk of ``size`` bytes is a tail (cheap to rewrite)."""
+    return size < TAIL_BYTES
+
+
 def place(sizes: Sequence[int], new_bytes: int) -> Placement:
     """Placement of ``new_bytes`` (rows without header) in a group whose chunks have ``sizes``.
 
     ``sizes`` are the stored byte sizes, in chunk order. Header bytes of a
     rewritten chunk are already in its size, so the limits compare real sizes.
     """
-    if not sizes or sizes[-1] >= TAIL_BYTES:
+    if not sizes or not is_tail(sizes[-1]):
         return Placement.NEW
     last = sizes[-1]
     if last + new_bytes <= TAIL_BYTES:
@@ -47,8 +52,10 @@ def place(sizes: Sequence[int], new_bytes: int) -> Placement:
     return Placement.NEW
 
 
-def split_sizes(row_sizes: Sequence[int], header_bytes: int, limit: int = CHUNK_BYTES) -> list[int]:
-    """How many consecutive rows go into each new chunk so none passes ``limit`` (≥ 1 row each)."""
+def split_sizes(row_sizes: Sequence[int], header_bytes: int, limit: int | None = None) -> list[int]:
+    """How many consecutive rows go into each new chunk so none passes ``limit``
+    (default ``CHUNK_BYTES``; a lone row bigger than it gets a chunk of its own)."""
+    limit = CHUNK_BYTES if limit is None else limit
     out: list[int] = []
     size, n = header_bytes, 0
     for b in row_sizes:

@@ -34,6 +34,7 @@ from workmill.errors import LedgerError, NotFound, SpecError, StateConflict, Sta
 from workmill.fsio import atomic_write_bytes, sha256_bytes
 from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
+from workmill.state import chunking
 from workmill.state.billing_state import (
     DERIVED,
     PARTITIONED,
@@ -41,7 +42,6 @@ from workmill.state.billing_state import (
     columns_of,
     partition_group,
 )
-from workmill.state.chunking import CHUNK_BYTES, TAIL_BYTES, Placement, place, split_sizes
 from workmill.state.manifest import (
     Manifest,
     PartitionRef,
@@ -482,16 +482,16 @@ def _group_writes(
     header that already names every column of the new rows; otherwise new chunks start.
     """
     last = chunks[-1] if chunks else None
-    if last is not None and last.bytes < TAIL_BYTES:
+    if last is not None and chunking.is_tail(last.bytes):
         old = state.raw_asset(last.asset)
         head_line, _, old_body = old.partition(b"\n")
         header = next(csv.reader(io.StringIO(head_line.decode())))
         if all(k in header for r in rows for k in r):
             body = render_table(header, rows).split(b"\n", 1)[1]
-            how = place([c.bytes for c in chunks], len(body))
-            if how is Placement.EXTEND:
+            how = chunking.place([c.bytes for c in chunks], len(body))
+            if how is chunking.Placement.EXTEND:
                 return [(last.key, old + body, last.rows + len(rows), ())]
-            if how is Placement.MERGE:
+            if how is chunking.Placement.MERGE:
                 prev = chunks[-2]
                 base = state.raw_asset(prev.asset)
                 if base.split(b"\n", 1)[0] == head_line:
@@ -507,12 +507,12 @@ def _group_writes(
 def _new_chunks(columns: list[str], rows: list[dict[str, str]]) -> list[tuple[bytes, int]]:
     """``rows`` rendered as one or more chunks of at most ``CHUNK_BYTES`` (a lone row may exceed it)."""
     data = render_table(columns, rows)
-    if len(data) <= CHUNK_BYTES or len(rows) < 2:
+    if len(data) <= chunking.CHUNK_BYTES or len(rows) < 2:
         return [(data, len(rows))]
     head = len(render_table(columns, []))
     sizes = [len(render_table(columns, [r])) - head for r in rows]
     out, i = [], 0
-    for n in split_sizes(sizes, head):
+    for n in chunking.split_sizes(sizes, head):
         out.append((render_table(columns, rows[i : i + n]), n))
         i += n
     return out
