@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import NamedTuple
 
 from workmill.errors import StateError
 
@@ -37,9 +38,12 @@ def table_asset_revision(asset: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-@dataclass(frozen=True)
-class PartitionRef:
-    """One stored chunk of a table: ``key`` is ``<group>.<seq>`` ('' for a whole table)."""
+class PartitionRef(NamedTuple):
+    """One stored chunk of a table: ``key`` is ``<group>.<seq>`` ('' for a whole table).
+
+    A tuple, not a dataclass: a manifest of a long history holds thousands, and
+    building them was most of the cost of reading one.
+    """
 
     key: str
     asset: str
@@ -47,18 +51,18 @@ class PartitionRef:
     rows: int
     bytes: int
 
-    @cached_property
+    @property
     def group(self) -> str:
         return self.key.rsplit(".", 1)[0]
 
-    @cached_property
+    @property
     def seq(self) -> int:
         return int(self.key.rsplit(".", 1)[1]) if "." in self.key else 0
 
     def json(self) -> str:
         """This entry as a manifest JSON object (plain strings skip the JSON encoder)."""
         k, a, h = self.key, self.asset, self.sha256
-        if _PLAIN.fullmatch(k) and _PLAIN.fullmatch(a) and _PLAIN.fullmatch(h):
+        if _PLAIN.fullmatch(f"{k}{a}{h}"):
             return (
                 f'{{"key": "{k}", "asset": "{a}", "sha256": "{h}", '
                 f'"rows": {int(self.rows)}, "bytes": {int(self.bytes)}}}'
@@ -98,13 +102,19 @@ class TableRef:
             out.setdefault(p.group, []).append(p)
         return {g: tuple(sorted(ps, key=lambda p: p.seq)) for g, ps in out.items()}
 
+    @cached_property
+    def partitions_json(self) -> str:
+        """The manifest's JSON list of the partitions (kept: most tables are carried over unchanged)."""
+        parts = ",\n   ".join(p.json() for p in sorted(self.partitions))
+        return f"[\n   {parts}\n  ]" if parts else "[]"
+
     def group_partitions(self, group: str) -> tuple[PartitionRef, ...]:
         """The chunks of one partition group, in order (a lookup, not a scan of every chunk)."""
         return self._by_group.get(group, ())
 
 
 def partition_root(parts: tuple[PartitionRef, ...]) -> str:
-    lines = "".join(f"{p.key} {p.sha256} {p.rows}\n" for p in sorted(parts, key=lambda p: p.key))
+    lines = "".join(f"{p.key} {p.sha256} {p.rows}\n" for p in sorted(parts))
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
@@ -148,8 +158,7 @@ class Manifest:
                     "columns": list(t.columns),
                 }
             )[:-1]
-            parts = ",\n   ".join(p.json() for p in sorted(t.partitions, key=lambda p: p.key))
-            body = f"[\n   {parts}\n  ]" if parts else "[]"
+            body = t.partitions_json
             comma = "," if i < len(tables) - 1 else ""
             out.append(f'  {json.dumps(name)}: {head}, "partitions": {body}}}{comma}')
         out += [" }", "}"]
@@ -167,10 +176,12 @@ class Manifest:
                 name: TableRef(
                     bool(t["partitioned"]),
                     tuple(
-                        PartitionRef(
-                            p["key"], p["asset"], p["sha256"], int(p["rows"]), int(p["bytes"])
-                        )
-                        for p in t["partitions"]
+                        [
+                            PartitionRef(
+                                p["key"], p["asset"], p["sha256"], int(p["rows"]), int(p["bytes"])
+                            )
+                            for p in t["partitions"]
+                        ]
                     ),
                     tuple(t.get("columns", ())),
                 )
