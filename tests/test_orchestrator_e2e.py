@@ -384,3 +384,34 @@ def test_examples__committed_maintenance_state_is_current(cli, tmp_path):
     shutil.copytree(EXAMPLES, copy)
     r = cli("maintenance", "--check", cwd=copy)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_execute__rerun_from_scratch_adopts_the_published_manifest(cli, repo, tmp_path):
+    """A shard re-run on a fresh runner (no journal) finds the manifest already published:
+    a manifest is never replaced, so the outcomes take its items and the new uploads go."""
+    work_order(repo, T1, "R1aaaaaa", [{"module_id": "001", "purchase_release_artifacts": True}])
+    prepare(cli, repo, {T1: 100})
+    plan_file = tmp_path / "plan.json"
+    assert cli("plan", "--plan-file", str(plan_file), cwd=repo).returncode == 0
+    assert cli("execute", "--plan-file", str(plan_file), cwd=repo).returncode == 0
+    tag = f"wo-{T1}-R1aaaaaa"
+    first = json.loads(cli("release", "list", "--json", cwd=repo).stdout)
+    wo_dir = repo / "runtime" / T1 / "R1aaaaaa"
+    for p in wo_dir.iterdir():  # a fresh runner: only the plan travels
+        if p.name != "plan.json":
+            subprocess.run(["rm", "-rf", str(p)], check=True)
+    r = cli("execute", "--plan-file", str(plan_file), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    journal = [json.loads(x) for x in (wo_dir / "journal.jsonl").read_text().splitlines()]
+    dest = tmp_path / "dl"
+    assert cli("release", "download", tag, "--dir", str(dest), cwd=repo).returncode == 0
+    manifest = json.loads(next(dest.glob("*manifest*")).read_text())
+    assert [p["filename"] for p in journal[-1]["published"]] == [
+        i["filename"] for i in manifest["items"]
+    ]
+    assert json.loads(cli("release", "list", "--json", cwd=repo).stdout) == first
+    store_assets = sorted(p.name for p in (repo / ".workmill").rglob(f"{tag}/*"))
+    assert len(store_assets) == 2, store_assets  # the item and the manifest, no strays
+    r = cli("settle", "--plan-file", str(plan_file), "--json", cwd=repo)
+    assert json.loads(r.stdout)["work_orders"][0]["status"] == "COMPLETED"
+    assert cli("ledger", "verify", cwd=repo).returncode == 0

@@ -22,6 +22,7 @@ from workmill.orchestrator.modules import execute_module, outputs_verified
 from workmill.orchestrator.records import (
     ModuleOutcome,
     Plan,
+    PublishedItem,
     WorkOrderPlan,
     append_outcome,
     journal_path,
@@ -90,13 +91,51 @@ def publish_manifest(
     )
     existing = set(ctx.releases.list_assets(tag))
     if name in existing:
-        return  # published by the run that died after uploading it; the journal agrees
+        # published by an earlier attempt (one that died after uploading it, or a shard
+        # re-run from scratch on another runner): a manifest is never replaced, so what
+        # it lists is what was published
+        _adopt_published(ctx, wo, outcomes, tag, name, existing)
+        return
     keep = {i.filename for i in items}
     for stray in existing - keep:
         ctx.releases.delete_asset(tag, stray)
     # the manifest vouches for these modules' outcomes: the journal must outlive a power loss
     sync_journal(journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id))
     ctx.releases.create_asset(tag, name, manifest.to_bytes())
+
+
+def _adopt_published(
+    ctx: RunContext,
+    wo: WorkOrderPlan,
+    outcomes: dict[str, ModuleOutcome],
+    tag: str,
+    name: str,
+    existing: set[str],
+) -> None:
+    """Make the outcomes (and the journal) list the published manifest's items; remove
+    the assets this attempt uploaded in vain."""
+    data = ctx.releases.read_asset(tag, name)
+    manifest = ReleaseManifest.parse(data, name)
+    listed = {i.filename for i in manifest.items}
+    journal = journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id)
+    for mid, outcome in list(outcomes.items()):
+        items = [
+            PublishedItem(
+                filename=i.filename,
+                item_id=i.item_id,
+                asset_id=i.item_id,
+                source_name=i.source_name,
+                sha256=i.sha256,
+                size_bytes=i.size_bytes,
+                content_type=i.content_type,
+            )
+            for i in manifest.items_for(mid)
+        ]
+        if items != outcome.published and (items or outcome.published):
+            outcomes[mid] = outcome.model_copy(update={"published": items})
+            append_outcome(journal, outcomes[mid])
+    for stray in existing - listed - {name}:
+        ctx.releases.delete_asset(tag, stray)
 
 
 def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
