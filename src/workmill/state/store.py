@@ -43,6 +43,7 @@ from workmill.state.billing_state import (
     partition_group,
 )
 from workmill.state.manifest import (
+    MANIFEST_PREFIX,
     Manifest,
     PartitionRef,
     TableRef,
@@ -106,7 +107,11 @@ class BillingStore:
         """Published revisions, oldest first."""
         if not self.releases.tag_exists(self.tag):
             return []
-        revs = (manifest_revision(a) for a in self.releases.list_assets(self.tag))
+        revs = (
+            manifest_revision(a)
+            for a in self.releases.list_assets(self.tag)
+            if a.startswith(MANIFEST_PREFIX)
+        )
         return sorted(r for r in revs if r is not None)
 
     def head_revision(self) -> int | None:
