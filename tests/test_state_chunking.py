@@ -64,7 +64,10 @@ def test_place__old_layout_last_chunk_is_not_a_tail():
     assert place([900_000], 10) is Placement.NEW  # a chunk the 1 MiB rule left half full
     assert place([900_000, 100], 10) is Placement.EXTEND
     assert place([900_000, chunking.TAIL_BYTES - 5], 10) is Placement.MERGE
-    assert place([chunking.CHUNK_BYTES - 10, chunking.TAIL_BYTES - 5], 10) is Placement.NEW
+    # a full tail behind a full chunk keeps the rows (no small chunk is left behind)
+    assert place([chunking.CHUNK_BYTES - 10, chunking.TAIL_BYTES - 5], 10) is Placement.EXTEND
+    assert place([chunking.TAIL_BYTES - 5], 10) is Placement.EXTEND
+    assert place([chunking.TAIL_BYTES - 5], chunking.CHUNK_BYTES) is Placement.NEW
 
 
 @given(st.lists(st.integers(1, 300), max_size=60), st.integers(0, 50))

@@ -8,12 +8,13 @@ Rewriting a chunk of up to ``CHUNK_BYTES`` per touched group made commits cost
 make the manifest (one entry per chunk) grow with every commit.
 
 So a group ends in a small *tail* chunk: a commit rewrites only the tail
-(``extend``, ≤ ``TAIL_BYTES``); when the tail is full it is compacted into the
+(``extend``, < ``TAIL_BYTES``); when the tail is full it is compacted into the
 chunk before it (``merge``, ≤ ``CHUNK_BYTES``, about once per ``TAIL_BYTES`` of
-appended rows); a new chunk starts only when neither fits (``new``). A group
-therefore holds full chunks, one growing chunk and one tail: one manifest
-entry more than 1 MiB chunks alone, and a chunk written under the old rule (any
-size up to ``CHUNK_BYTES``) is just a chunk that is not a tail.
+appended rows) or, when that chunk is full, keeps the rows and stops being a
+tail; the next commit then starts a new tail (``new``). A group therefore
+holds full chunks, one growing chunk and one tail: one manifest entry more
+than 1 MiB chunks alone, and a chunk written under the old rule (any size up
+to ``CHUNK_BYTES``) is just a chunk that is not a tail.
 
 32 KiB balances the two costs: simulated over 20,000 commits of 300 B–1 KB
 per group, a commit uploads 20–31 KiB on average (median 16 KiB) against
@@ -44,16 +45,21 @@ def is_tail(size: int) -> bool:
 def place(sizes: Sequence[int], new_bytes: int) -> Placement:
     """Placement of ``new_bytes`` (rows without header) in a group whose chunks have ``sizes``.
 
-    ``sizes`` are the stored byte sizes, in chunk order. Header bytes of a
-    rewritten chunk are already in its size, so the limits compare real sizes.
+    ``sizes`` are the stored byte sizes, in chunk order. A tail that fills up is
+    merged into the chunk before it; when that chunk is full (or there is none)
+    the tail itself keeps the rows and stops being a tail, so no small chunk is
+    ever left behind a full one. Only an append that alone passes
+    ``CHUNK_BYTES`` starts new chunks behind a tail.
     """
     if not sizes or not is_tail(sizes[-1]):
         return Placement.NEW
     last = sizes[-1]
-    if last + new_bytes <= TAIL_BYTES:
+    if is_tail(last + new_bytes):
         return Placement.EXTEND
     if len(sizes) > 1 and sizes[-2] + last + new_bytes <= CHUNK_BYTES:
         return Placement.MERGE
+    if last + new_bytes <= CHUNK_BYTES:
+        return Placement.EXTEND
     return Placement.NEW
 
 
