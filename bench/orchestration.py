@@ -2,7 +2,7 @@
 
 Prints the wall time of ``workmill run`` (library call, after maintenance and
 bootstrap) and the overhead per module over spawning the modules' own bash
-processes directly. Median of several runs. Usage: python bench/orchestration.py [--runs 5]
+processes directly. Median of several runs. Usage: python bench/orchestration.py [--runs 5] [--keep]
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def direct(tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
-def one(chained: bool) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as d:
+def one(chained: bool, keep: bool = False) -> tuple[float, float]:
+    with _Kept() if keep else tempfile.TemporaryDirectory() as d:
         repo = make_repo(Path(d) / "repo", chained)
         t0 = time.perf_counter()
         result = run(RunContext(repo, RunOptions(max_parallel=1 if chained else 2)))
@@ -94,12 +94,24 @@ def one(chained: bool) -> tuple[float, float]:
         return wall, direct(Path(d))
 
 
+class _Kept:
+    """A temporary folder left in place (deleting files between runs slows the next run on
+    filesystems mounted with ``discard``)."""
+
+    def __enter__(self) -> str:
+        return tempfile.mkdtemp(prefix="wm-orch-")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--keep", action="store_true", help="do not delete each run's folder")
     args = ap.parse_args()
     for chained in (True, False):
-        walls, directs = zip(*(one(chained) for _ in range(args.runs)), strict=True)
+        walls, directs = zip(*(one(chained, args.keep) for _ in range(args.runs)), strict=True)
         w, dd = statistics.median(walls), statistics.median(directs)
         par = 1 if chained else 2
         ideal = dd / par
