@@ -192,6 +192,13 @@ class PrefectSide:
         return res["flow_s"], proc_s
 
 
+def quiesce() -> None:
+    """Let the previous measurement's disk writes and deletions land before the next one starts
+    (on a filesystem mounted with ``discard`` they otherwise slow whichever side runs next)."""
+    os.sync()
+    time.sleep(0.5)
+
+
 def workmill_library(tmp: Path, modules: list[BenchModule]) -> float:
     with tempfile.TemporaryDirectory(dir=tmp) as d:
         repo = make_repo(Path(d) / "repo", modules, max_parallel=WORKERS)
@@ -247,10 +254,13 @@ def main() -> None:
             for w in names:
                 modules = WORKLOADS[w][1]()
                 n, step = len(modules), modules[0].step
+                quiesce()
                 add("workmill lib", w, workmill_library(tmp, modules))
                 if not args.no_cli:
+                    quiesce()
                     add("workmill CLI", w, workmill_cli(tmp, modules))
                 for variant in ("bash", "python"):
+                    quiesce()
                     flow_s, proc_s = pf.one(w, variant, n, step)
                     add(f"prefect {variant} flow", w, flow_s)
                     add(f"prefect {variant} proc", w, proc_s)
