@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workmill.repo import PlatformRepo
+from workmill.state import BillingStore
+
 TENANT = "Ab12Cd"
 OTHER = "Zx98Yw"
 
@@ -33,6 +36,14 @@ def make_repo(root: Path, tenants: tuple[str, ...] = (TENANT, OTHER)) -> Path:
     (tpl / "promotions.csv").write_text(PROMOTIONS)
     (tpl / "topup_methods.csv").write_text(TOPUP_METHODS)
     return root
+
+
+def bootstrapped_store(root: Path) -> BillingStore:
+    """A local billing store on ``make_repo(root)``, bootstrapped from its templates."""
+    repo = PlatformRepo.open(make_repo(root))
+    store = BillingStore.open(repo)
+    assert store.bootstrap(repo.templates_dir) is True
+    return store
 
 
 def store_snapshot(root: Path) -> dict[str, bytes]:

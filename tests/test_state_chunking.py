@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from test_billing_support import TENANT, make_repo
+from test_billing_support import TENANT, bootstrapped_store, make_repo
 from test_github_support import OWNER_REPO, TOKEN, FakeGithub
 from workmill import billing_tables as bt
 from workmill.github import GithubClient, GithubReleaseStore
@@ -86,9 +86,7 @@ def test_split_sizes__every_row_once_and_chunks_within_limit(rows, header):
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> BillingStore:
     monkeypatch.setenv("WORKMILL_NOW", "2026-11-23T12:00:00Z")
-    repo = PlatformRepo.open(make_repo(tmp_path / "repo"))
-    s = BillingStore.open(repo)
-    assert s.bootstrap(repo.templates_dir) is True
+    s = bootstrapped_store(tmp_path / "repo")
     return s
 
 

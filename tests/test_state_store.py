@@ -11,20 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from test_billing_support import TENANT, make_repo
+from test_billing_support import TENANT, bootstrapped_store
 from workmill import billing_tables as bt
 from workmill.errors import StateConflict
 from workmill.ledger import OrderLine, RefundLine
-from workmill.repo import PlatformRepo
 from workmill.state import AssetExists, BillingStore, LedgerRefused, LocalReleaseStore
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> BillingStore:
     monkeypatch.setenv("WORKMILL_NOW", "2026-11-23T12:00:00Z")
-    repo = PlatformRepo.open(make_repo(tmp_path / "repo"))
-    s = BillingStore.open(repo)
-    assert s.bootstrap(repo.templates_dir) is True
+    s = bootstrapped_store(tmp_path / "repo")
     return s
 
 

@@ -9,12 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_billing_support import OTHER, TENANT, make_repo
+from test_billing_support import OTHER, TENANT, bootstrapped_store
 from workmill import billing_tables as bt
 from workmill.errors import StateError
 from workmill.fsio import sha256_bytes
 from workmill.ledger import OrderLine, RefundLine, parse_redemptions, promo_usage
-from workmill.repo import PlatformRepo
 from workmill.state import PROMO_USAGE, WORKORDER_INDEX, BillingStore
 from workmill.state import workorder_index as wi
 from workmill.state.manifest import Manifest, PartitionRef, TableRef, manifest_asset
@@ -25,9 +24,7 @@ WO_A, WO_B, WO_C = "Qw3Er5Ty", "As4Df6Gh", "Zx7Cv8Bn"
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> BillingStore:
     monkeypatch.setenv("WORKMILL_NOW", "2026-11-23T12:00:00Z")
-    repo = PlatformRepo.open(make_repo(tmp_path / "repo"))
-    s = BillingStore.open(repo)
-    assert s.bootstrap(repo.templates_dir) is True
+    s = bootstrapped_store(tmp_path / "repo")
     s.commit_with_retry(lambda st_: st_.topup(TENANT, "AD", 5000, "seed"))
     return s
 
