@@ -14,7 +14,6 @@ resumes them).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from workmill import clock
 from workmill.errors import WorkmillError
 from workmill.fsio import atomic_write_text
-from workmill.orchestrator.records import Plan, WorkOrderPlan, journal_path
+from workmill.orchestrator.records import Plan, WorkOrderPlan, journal_path, sync_journal
 from workmill.orchestrator.sharding import format_shard, split
 
 RECEIPTS_DIR = "shards"
@@ -71,19 +70,8 @@ def finish(runtime_dir: Path, r: ShardReceipt) -> None:
     """Mark the shard finished, once its journals are durable (settle will trust them)."""
     for name in r.work_orders:
         tenant_id, work_order_id = name.split("/")
-        _fsync(journal_path(runtime_dir, tenant_id, work_order_id))
+        sync_journal(journal_path(runtime_dir, tenant_id, work_order_id))
     write(runtime_dir, r.model_copy(update={"finished_at": clock.now_iso()}))
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write(runtime_dir: Path, r: ShardReceipt) -> None:
