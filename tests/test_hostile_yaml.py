@@ -157,12 +157,12 @@ def _both_paths(pf: Platform, text: str):
 
     pf.write(pf.wo(), text)
     fast = validate_repo(pf.fresh())
-    original = _workorders.fast_load
-    _workorders.fast_load = lambda _text: (False, None)
+    original = _workorders.fast_model
+    _workorders.fast_model = lambda *_args: None  # the full line-tracking path only
     try:
         slow = validate_repo(pf.fresh())
     finally:
-        _workorders.fast_load = original
+        _workorders.fast_model = original
     return fast, slow
 
 

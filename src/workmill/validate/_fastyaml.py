@@ -10,11 +10,16 @@ the file with ``parse_yaml`` so errors carry line numbers and the same rules.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel
 
-from workmill.yamlio import MAX_DEPTH
+from workmill.errors import SpecError
+from workmill.specs import parse_model
+from workmill.yamlio import MAX_BYTES, MAX_DEPTH, YamlDoc
+
+M = TypeVar("M", bound=BaseModel)
 
 try:
     _Base: type = yaml.CSafeLoader
@@ -79,3 +84,21 @@ def fast_load(text: str) -> tuple[bool, Any]:
     if _depth(data) >= MAX_DEPTH - 1:
         return False, None
     return True, data
+
+
+def fast_model(data: bytes, rel: str, model: type[M]) -> tuple[M, YamlDoc] | None:
+    """The file's spec when it is plain and validates cleanly; None sends it to the full
+    line-tracking path (which reports any problem with its line)."""
+    if len(data) > MAX_BYTES:
+        return None
+    try:
+        ok, loaded = fast_load(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        return None
+    if not ok or not isinstance(loaded, dict):
+        return None
+    doc = YamlDoc(rel, loaded)
+    try:
+        return parse_model(doc, model), doc
+    except SpecError:
+        return None

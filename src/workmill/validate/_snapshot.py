@@ -28,7 +28,7 @@ from workmill.specs import (
     parse_model,
 )
 from workmill.tables import Row, parse_table
-from workmill.validate._fastyaml import fast_load
+from workmill.validate._fastyaml import fast_model
 from workmill.validate._parallel import fork_map
 from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml
 
@@ -218,20 +218,12 @@ class _Reader:
         """The spec when the file is plain and valid; None sends it down the full path."""
         try:
             data = (self.snap.repo.root / rel).read_bytes()
-            if len(data) > MAX_BYTES:
-                return None
-            ok, loaded = fast_load(data.decode("utf-8-sig"))
-        except (OSError, UnicodeDecodeError):
+        except OSError:
             return None
-        if not ok:
-            return None
-        doc = YamlDoc(rel, loaded)
-        try:
-            spec = parse_model(doc, model)
-        except SpecError:
-            return None
-        self.snap.input_hashes[rel] = hashlib.sha256(data).hexdigest()
-        return spec, doc
+        got = fast_model(data, rel, model)
+        if got is not None:
+            self.snap.input_hashes[rel] = hashlib.sha256(data).hexdigest()
+        return got
 
     def table(self, rel: str, columns: tuple[str, ...]) -> tuple[list[str], list[Row]] | None:
         data = self.raw(rel)
@@ -340,7 +332,7 @@ class _TenantFolders(dict[str, TenantInfo]):
 
 
 def _is_folder(parent: Path, name: str) -> bool:
-    if not name or name.startswith(".") or "/" in name or "\\" in name or name in ("..",):
+    if not name or name.startswith(".") or "/" in name or "\\" in name:
         return False
     return (parent / name).is_dir()
 

@@ -14,7 +14,7 @@ from workmill import ids
 from workmill.errors import Problem, SpecError
 from workmill.specs import RELEASE_TAG, WorkOrderSpec, parse_model
 from workmill.validate._checks import params_messages
-from workmill.validate._fastyaml import fast_load
+from workmill.validate._fastyaml import fast_model
 from workmill.validate._snapshot import ModuleInfo, Snapshot, canonical_json
 from workmill.yamlio import MAX_BYTES, YamlDoc, parse_yaml, problem
 
@@ -88,19 +88,12 @@ def _fast_check(
 ) -> WorkOrderSpec | None:
     """The spec when the file loads on the fast path *and* has no problem at all."""
     try:
-        data = path.read_bytes()
-        if len(data) > MAX_BYTES:
-            return None
-        ok, loaded = fast_load(data.decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError):
+        got = fast_model(path.read_bytes(), rel, WorkOrderSpec)
+    except OSError:
         return None
-    if not ok or not isinstance(loaded, dict):
+    if got is None:
         return None
-    doc = YamlDoc(rel, loaded)
-    try:
-        spec = parse_model(doc, WorkOrderSpec)
-    except SpecError:
-        return None
+    spec, doc = got
     return None if work_order_problems(ctx, tenant_id, stem, spec, doc) else spec
 
 
