@@ -71,14 +71,26 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-class _ExitWaiter:
-    """``wait(seconds) -> exited?`` without busy polling: a pidfd where the kernel has
-    one (no extra thread, woken at exit), else a thread blocked in waitpid."""
+class _StepWaiter:
+    """Waits for a step's exit while its output goes to the log, without busy polling.
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    Where the kernel has pidfds, one ``select`` on the pidfd and the output pipe
+    does both (no thread per step). Otherwise a thread blocks in waitpid and a
+    ``PipeDrain`` thread reads the pipe. Either way a background writer that
+    outlives the step keeps its pipe drained by a ``PipeDrain`` until the module
+    ends (``ProcessGroups.kill_all``).
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], fd: int, log: CappedLog, groups: ProcessGroups
+    ) -> None:
         self.proc = proc
+        self.log = log
+        self.groups = groups
+        self.fd: int | None = fd
         self.exited = False
         self.done: threading.Event | None = None
+        self.drain: PipeDrain | None = None
         try:
             self.pidfd: int | None = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
@@ -86,17 +98,55 @@ class _ExitWaiter:
             done = threading.Event()
             self.done = done
             threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
+            self.hand_over()
 
     def wait(self, seconds: float) -> bool:
+        """Up to ``seconds`` for the exit (less when output arrives); True once exited."""
         if self.exited:
             return True
         if self.done is not None:
             self.exited = self.done.wait(seconds)
-        else:
-            assert self.pidfd is not None
-            ready, _, _ = select.select([self.pidfd], [], [], seconds)
-            self.exited = bool(ready)
+            return self.exited
+        assert self.pidfd is not None
+        watch = [self.pidfd] if self.fd is None else [self.fd, self.pidfd]
+        ready, _, _ = select.select(watch, [], [], seconds)
+        if self.fd is not None and self.fd in ready:
+            self._read()
+        self.exited = self.pidfd in ready
         return self.exited
+
+    def finish_output(self) -> None:
+        """Output written just before exit is read before the step's outputs are; a process
+        left in the group (or escaped from it) keeps the pipe, read on in a thread."""
+        end = time.monotonic() + (0.05 if _group_alive(self.proc.pid) else 1.0)
+        if self.drain is not None:
+            self.drain.join(timeout=max(0.0, end - time.monotonic()))
+            return
+        while self.fd is not None and (left := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                self._read()
+        self.hand_over()
+
+    def hand_over(self) -> None:
+        """Let a ``PipeDrain`` thread read the pipe from now on."""
+        if self.fd is not None:
+            self.drain = PipeDrain(self.fd, self.log)
+            self.drain.start()
+            self.groups.drains.append(self.drain)
+            self.fd = None
+
+    def _read(self) -> None:
+        assert self.fd is not None
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.log.feed(chunk)
+        else:  # end of file: every writer has closed it
+            os.close(self.fd)
+            self.fd = None
 
     def close(self) -> None:
         if self.pidfd is not None:
@@ -135,84 +185,7 @@ def run_step_process(
         return StepProcessResult(None, error=f"could not start {argv[0]}: {exc.strerror}")
     os.close(write_fd)
     groups.pgids.append(proc.pid)
-    waiter = _ExitWaiter(proc)
-    if waiter.pidfd is None:
-        return _wait_with_drain_thread(
-            proc, waiter, read_fd, log, deadline, cancel, groups, grace_seconds
-        )
-    # one thread waits for both the exit (pidfd) and the output (pipe): no drain thread
-    timed_out = cancelled = False
-    fd: int | None = read_fd
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            watch = [waiter.pidfd] if fd is None else [fd, waiter.pidfd]
-            ready, _, _ = select.select(watch, [], [], min(remaining, POLL_SECONDS))
-            if fd is not None and fd in ready:
-                fd = _read_into(fd, log)
-            if waiter.pidfd in ready:
-                break
-    finally:
-        waiter.close()
-    if timed_out or cancelled:
-        if fd is not None:
-            _hand_over(fd, log, groups)
-        groups.kill_all(grace_seconds)
-        proc.wait()
-        return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
-    proc.wait()
-    if fd is not None:
-        # output written just before exit is drained before the step's outputs are read;
-        # a process left in the group (or escaped from it) keeps the pipe: read on in a thread
-        end = time.monotonic() + (0.05 if _group_alive(proc.pid) else 1.0)
-        while fd is not None and (left := end - time.monotonic()) > 0:
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                fd = _read_into(fd, log)
-        if fd is not None:
-            _hand_over(fd, log, groups)
-    return StepProcessResult(proc.returncode)
-
-
-def _read_into(fd: int, log: CappedLog) -> int | None:
-    """Read what is there into the log; None (and the fd closed) at end of file."""
-    try:
-        chunk = os.read(fd, 1 << 16)
-    except OSError:
-        chunk = b""
-    if chunk:
-        log.feed(chunk)
-        return fd
-    os.close(fd)
-    return None
-
-
-def _hand_over(fd: int, log: CappedLog, groups: ProcessGroups) -> None:
-    drain = PipeDrain(fd, log)
-    drain.start()
-    groups.drains.append(drain)
-
-
-def _wait_with_drain_thread(
-    proc: subprocess.Popen[bytes],
-    waiter: _ExitWaiter,
-    read_fd: int,
-    log: CappedLog,
-    deadline: float,
-    cancel: threading.Event | None,
-    groups: ProcessGroups,
-    grace_seconds: float,
-) -> StepProcessResult:
-    """Kernels without pidfd: a thread drains the pipe while this one waits."""
-    drain = PipeDrain(read_fd, log)
-    drain.start()
-    groups.drains.append(drain)
+    waiter = _StepWaiter(proc, read_fd, log, groups)
     timed_out = cancelled = False
     try:
         while not waiter.wait(0):
@@ -224,12 +197,14 @@ def _wait_with_drain_thread(
                 cancelled = True
                 break
             waiter.wait(min(remaining, POLL_SECONDS))
+        if not (timed_out or cancelled):
+            proc.wait()
+            waiter.finish_output()
     finally:
         waiter.close()
     if timed_out or cancelled:
+        waiter.hand_over()
         groups.kill_all(grace_seconds)
         proc.wait()
         return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
-    proc.wait()
-    drain.join(timeout=0.05 if _group_alive(proc.pid) else 1.0)
     return StepProcessResult(proc.returncode)
