@@ -121,17 +121,11 @@ def _adopt_published(
     for mid, outcome in list(outcomes.items()):
         items = [
             PublishedItem(
-                filename=i.filename,
-                item_id=i.item_id,
-                asset_id=i.item_id,
-                source_name=i.source_name,
-                sha256=i.sha256,
-                size_bytes=i.size_bytes,
-                content_type=i.content_type,
+                **i.model_dump(exclude={"module_id", "module_version"}), asset_id=i.item_id
             )
             for i in manifest.items_for(mid)
         ]
-        if items != outcome.published and (items or outcome.published):
+        if items != outcome.published:
             outcomes[mid] = outcome.model_copy(update={"published": items})
             append_outcome(journal, outcomes[mid])
     for stray in existing - listed - {name}:
