@@ -1,4 +1,4 @@
-"""A fast path for the many small, plain work-order files.
+"""A fast path for small, plain spec files (work orders, and modules a run reads).
 
 ``yamlio.parse_yaml`` drives libyaml event by event so it can refuse hostile
 input and remember lines; that costs ~2.5x libyaml's own composer. A file
