@@ -70,6 +70,10 @@ GLOBAL_REASONS_LIST = (
     ("P18", "INTERRUPTED", "The run was interrupted before the module finished"),
     ("P19", "INTERNAL_ERROR", "workmill itself failed; the tenant is not charged for it"),
     ("P20", "WORK_ORDER_INVALID", "The work order file fails validation; it is rejected uncharged"),
+    ("P21", "LICENCE_REQUIRED", "A premium module needs a valid licence covering the tenant"),
+    ("P22", "QUOTA_EXCEEDED", "The work order would exceed one of the tenant's quotas"),
+    ("P23", "MODULE_NOT_PINNED", "A module's files differ from its pinned digest"),
+    ("P24", "MODULE_SECRET_MISSING", "A secret the module requires is not set"),
 )
 
 WORKMILL_YML = """\

@@ -113,6 +113,13 @@ class GithubConfig(Strict):
     api_url: StrictStr = Field("https://api.github.com", description="REST API root")
 
 
+class DashboardConfig(Strict):
+    stages: list[StrictStr] = Field(
+        default_factory=lambda: ["validate", "maintenance", "plan", "execute", "settle", "smoke"],
+        description="stage keys of the status dashboard, in display order",
+    )
+
+
 class PlatformConfig(Strict):
     """``workmill.yml``: every key optional."""
 
@@ -125,8 +132,23 @@ class PlatformConfig(Strict):
     max_parallel: int | None = Field(None, ge=1, le=256)
     artifact_name_max_length: int = Field(128, ge=40, le=255)
     orphan_cache_hold_days: int = Field(365, ge=1, le=36500)
+    # isolation and money (docs/reference.md "Sandbox", "Ledger checks")
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    max_output_bytes: int = Field(2 * 1024**3, ge=1, description="cap on one module run's outputs")
+    unsettled_alert_hours: int = Field(24, ge=1, le=8760)
+    # supply chain (docs/supply-chain.md)
+    require_pinned: StrictBool = False
+    environments: list[StrictStr] = Field(default_factory=list, description="branches, in order")
+    # status dashboard
+    dashboard: DashboardConfig = DashboardConfig()
+    # registry and licences
+    registry_tag: StrictStr = "registry-v1"
+    registry_public_key: StrictStr | None = None
+    licence_public_key: StrictStr | None = None
+    licence_grace_hours: int = Field(72, ge=0, le=87600)
+    licence_url: StrictStr | None = None
 
-    @field_validator("billing_state_tag")
+    @field_validator("billing_state_tag", "registry_tag")
     @classmethod
     def _tag(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
@@ -166,6 +188,26 @@ class SmokeSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+class SecretsSpec(Strict):
+    """Environment variables this module receives (from workmill's own environment)."""
+
+    required: list[StrictStr] = Field(default_factory=list)
+    optional: list[StrictStr] = Field(default_factory=list)
+
+    @field_validator("required", "optional")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not SECRET_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an UPPER_SNAKE_CASE environment variable name")
+        if len(set(v)) != len(v):
+            raise ValueError("a secret is listed twice")
+        return v
+
+
 class ModuleSpec(Strict):
     """``modules/<module_id>/module.yml``."""
 
@@ -181,6 +223,8 @@ class ModuleSpec(Strict):
     timeout_minutes: float = Field(10, gt=0, le=1440)
     smoke: SmokeSpec = SmokeSpec()
     tier: Literal["core", "community", "premium"] = "core"
+    network: StrictBool = True
+    secrets: SecretsSpec = SecretsSpec()
 
     _m = field_validator("module_id")(_id_validator(ids.IdKind.MODULE))
 
@@ -335,6 +379,12 @@ class ActionSpec(Strict):
 # ---------------------------------------------------------------- tenant.yml
 
 
+class QuotasSpec(Strict):
+    max_work_orders_per_day: int | None = Field(None, ge=0)
+    max_credits_per_month: int | None = Field(None, ge=0)
+    max_parallel_modules: int | None = Field(None, ge=1)
+
+
 class TenantSpec(Strict):
     """``tenants/<tenant_id>/tenant.yml``."""
 
@@ -342,6 +392,7 @@ class TenantSpec(Strict):
     name: StrictStr = Field(min_length=1, max_length=200)
     status: Literal["active", "suspended"] = "active"
     allow_release_consumers: list[TenantIdStr] = Field(default_factory=list)
+    quotas: QuotasSpec = QuotasSpec()
 
     _t = field_validator("tenant_id")(_id_validator(ids.IdKind.TENANT))
 

@@ -2,22 +2,70 @@
 
 Each command group lives in its own module and exports ``COMMANDS``; this
 module only assembles them and turns library errors into one clear line.
+Command modules are imported only when their command runs (``COMMAND_MODULES``),
+so ``workmill --version`` and ``-h`` stay fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import unicodedata
 
 import click
 
 from workmill import __version__
-from workmill.cli import _billing, _cache, _module, _repo, _run
 from workmill.cli._common import CONTEXT_SETTINGS, AppContext
 from workmill.errors import SpecError, WorkmillError
 
+# command name -> (module under workmill.cli, one-line help shown by `workmill -h`).
+# A new command: add its module's COMMANDS and one row here.
+COMMAND_MODULES: dict[str, tuple[str, str]] = {
+    "init": ("_repo", "Scaffold a new platform repo."),
+    "new": ("_repo", "Create a module, tenant or work order skeleton with a fresh ID."),
+    "validate": ("_repo", "Check the whole platform repo and print every problem."),
+    "maintenance": ("_repo", "Compile maintenance-state/ from modules, tenants and reasons."),
+    "schema": ("_repo", "Print the JSON Schema of a spec kind."),
+    "inspect": ("_repo", "Show the resolved view of a module or work order."),
+    "state": ("_billing", "Create, download and upload the billing state."),
+    "topup": ("_billing", "Credit a tenant's balance (idempotent per tenant and reference)."),
+    "balance": ("_billing", "Show tenants' credit balances."),
+    "ledger": ("_billing", "Read and audit the billing ledger."),
+    "module": ("_module", "Work with one module on its own (for module authors)."),
+    "cache": ("_cache", "Cached module outputs: list entries, prune expired ones."),
+    "run": ("_run", "Plan, execute and settle every enabled work order not yet processed."),
+    "plan": ("_run", "Phase 1: reject or charge (SPEND) work orders and write the plan."),
+    "execute": ("_run", "Phase 2: run the planned modules."),
+    "settle": ("_run", "Phase 3: REFUND, logs, cache index and release maps in one commit."),
+    "release": ("_run", "Work-order releases (artifacts) in the configured store."),
+    "demo": ("_run", "Run the example platform repo end to end and show the results."),
+}
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use, not at start-up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMAND_MODULES:
+            return None
+        module = importlib.import_module(f"workmill.cli.{COMMAND_MODULES[cmd_name][0]}")
+        for command in module.COMMANDS:
+            self.add_command(command)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # the short help comes from the table, so `-h` imports no command module
+        rows = [(name, COMMAND_MODULES[name][1]) for name in sorted(COMMAND_MODULES)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--repo",
     "repo",
@@ -36,11 +84,6 @@ def cli(ctx: click.Context, repo: str | None) -> None:
         workmill init my-platform && cd my-platform && workmill validate
     """
     ctx.obj = AppContext(repo_arg=repo)
-
-
-for _module_ in (_repo, _billing, _module, _cache, _run):
-    for _command in _module_.COMMANDS:
-        cli.add_command(_command)
 
 
 def _printable(text: str) -> str:

@@ -7,11 +7,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from workmill.repo import PlatformRepo
+if TYPE_CHECKING:
+    from workmill.repo import PlatformRepo
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -26,6 +27,8 @@ class AppContext:
     @property
     def repo(self) -> PlatformRepo:
         if self._repo is None:
+            from workmill.repo import PlatformRepo  # here, so start-up does not load the specs
+
             self._repo = PlatformRepo.open(self.repo_arg)
         return self._repo
 

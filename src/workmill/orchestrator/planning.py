@@ -20,6 +20,7 @@ from workmill.fsio import atomic_write_text
 from workmill.ledger import OrderLine, OrderRejected
 from workmill.maintenance import check_fresh
 from workmill.orchestrator.context import RunContext
+from workmill.orchestrator.gates import first_rejection
 from workmill.orchestrator.records import Decision, ModulePlan, Plan, WorkOrderPlan
 from workmill.orchestrator.statuses import TERMINAL, WorkOrderStatus
 from workmill.specs import WorkOrderSpec
@@ -213,8 +214,8 @@ def _decide(
             reject(reason, "; ".join(str(p) for p in c.problems[:5]))
             continue
         spec = c.spec
-        if ctx.repo.tenant(c.tenant_id).status == "suspended":
-            reject("TENANT_SUSPENDED", f"tenant {c.tenant_id} is suspended")
+        if (refused := first_rejection(ctx, c.tenant_id, c.work_order_id, spec)) is not None:
+            reject(refused.reason, refused.message)
             continue
         lines = [OrderLine(m.module_id, m.purchase_release_artifacts) for m in spec.modules]
         try:
