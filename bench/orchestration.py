@@ -8,8 +8,6 @@ processes directly. Median of several runs. Usage: python bench/orchestration.py
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -18,56 +16,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from platform_factory import T1, build_repo
-from workmill.maintenance import run_maintenance
+import throughput
+from throughput import chain, independent
+
 from workmill.orchestrator import RunContext, RunOptions, run
 from workmill.repo import PlatformRepo
-from workmill.state import BillingStore
 
 N = 40
 STEP = 'echo x > "$WM_OUTPUTS_DIR/o.txt"'
 
 
 def make_repo(root: Path, chained: bool) -> PlatformRepo:
-    build_repo(root)
-    shutil.rmtree(root / "modules")
-    reg = ["module_id,category_id,name,status,digest"]
-    pricing = ["module_id,product_code,price_credits,artifact_price_credits,active"]
-    for i in range(1, N + 1):
-        mid = f"{i:03d}"
-        d = root / "modules" / mid
-        d.mkdir(parents=True)
-        spec = {
-            "module_id": mid,
-            "name": f"M{mid}",
-            "version": "1",
-            "timeout_minutes": 1,
-            "outputs": [{"name": "o.txt", "format": "text"}],
-        }
-        if chained and i > 1:
-            spec["depends_on"] = [f"{i - 1:03d}"]
-        (d / "module.yml").write_text(json.dumps(spec))
-        (d / "validation.yml").write_text("reasons: []\n")
-        action = {"runs": {"using": "composite", "steps": [{"shell": "bash", "run": STEP}]}}
-        (d / "action.yml").write_text(json.dumps(action))
-        reg.append(f"{mid},02,M{mid},active,")
-        pricing.append(f"{mid},P{i:02d},1,0,true")
-    (root / "maintenance-state/ids/module_registry.csv").write_text("\n".join(reg) + "\n")
-    (root / "releases/billing-state-v1/pricing.csv").write_text("\n".join(pricing) + "\n")
-    wo = {
-        "work_order_id": "Bench001",
-        "mode": "STRICT",
-        "modules": [{"module_id": f"{i:03d}"} for i in range(1, N + 1)],
-    }
-    (root / "tenants" / T1 / "workorders" / "Bench001.yml").write_text(json.dumps(wo))
-    (root / "workmill.yml").write_text("max_parallel: 2\n")
-    repo = PlatformRepo.open(root)
-    run_maintenance(repo)
-    store = BillingStore.open(repo)
-    store.bootstrap(repo.templates_dir)
-    store.commit_with_retry(lambda s: s.topup(T1, "AD", 1000, "bench"))
-    return repo
+    modules = (chain if chained else independent)(N, STEP)
+    return throughput.make_repo(root, modules, work_orders=1, credits_per_tenant=1000)
 
 
 def direct(tmp: Path) -> float:

@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,13 @@ from workmill.state import BillingStore
 
 TRIVIAL = 'echo x > "$WM_OUTPUTS_DIR/o.txt"'
 TENANTS = (T1, T2, T3)
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def product_code(i: int) -> str:
+    """A 3-character product code for the i-th module (unique up to 3,844 modules)."""
+    return "P" + _BASE62[i // 62 % 62] + _BASE62[i % 62]
+
 
 _MEASURE = """
 import resource, subprocess, sys, time
@@ -56,12 +64,18 @@ class BenchModule:
 
 def chain(n: int, step: str = TRIVIAL) -> list[BenchModule]:
     return [
-        BenchModule(f"{i:03d}", step, [f"{i - 1:03d}"] if i > 1 else []) for i in range(1, n + 1)
+        BenchModule(module_id(i), step, [module_id(i - 1)] if i > 1 else [])
+        for i in range(1, n + 1)
     ]
 
 
 def independent(n: int, step: str = TRIVIAL) -> list[BenchModule]:
-    return [BenchModule(f"{i:03d}", step) for i in range(1, n + 1)]
+    return [BenchModule(module_id(i), step) for i in range(1, n + 1)]
+
+
+def module_id(i: int) -> str:
+    """Numeric ids 001-999 as `workmill new module` allocates them, Base62 beyond."""
+    return f"{i:03d}" if i < 1000 else "Z" + _BASE62[i // 62 % 62] + _BASE62[i % 62]
 
 
 def make_repo(
@@ -95,7 +109,7 @@ def make_repo(
         action = {"runs": {"using": "composite", "steps": [{"shell": "bash", "run": m.step}]}}
         (d / "action.yml").write_text(json.dumps(action))
         reg.append(f"{m.module_id},02,M{m.module_id},active,")
-        pricing.append(f"{m.module_id},P{i:02d},1,0,true")
+        pricing.append(f"{m.module_id},{product_code(i)},1,0,true")
     (root / "maintenance-state/ids/module_registry.csv").write_text("\n".join(reg) + "\n")
     (root / "releases/billing-state-v1/pricing.csv").write_text("\n".join(pricing) + "\n")
     for n in range(1, work_orders + 1):
@@ -157,12 +171,8 @@ def completed_work_orders(root: Path) -> dict[str, int]:
     return counts
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work-orders", type=int, default=1000)
-    ap.add_argument("--modules", type=int, default=3, help="chained modules per work order")
-    ap.add_argument("--max-parallel", type=int, default=2)
-    args = ap.parse_args()
+def one_run(args: argparse.Namespace) -> tuple[float, float, float, int]:
+    """(wall s, peak RSS MiB, cpu s, COMPLETED count) of one run on a fresh repo."""
     with tempfile.TemporaryDirectory(prefix="wm-throughput-") as tmp:
         root = Path(tmp) / "repo"
         make_repo(root, chain(args.modules), args.work_orders, args.max_parallel)
@@ -171,12 +181,26 @@ def main() -> None:
         )
         if rc != 0:
             sys.exit(f"workmill run exited {rc}: {err}")
-        counts = completed_work_orders(root)
+        return wall, peak, cpu, completed_work_orders(root).get("COMPLETED", 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work-orders", type=int, default=1000)
+    ap.add_argument("--modules", type=int, default=3, help="chained modules per work order")
+    ap.add_argument("--max-parallel", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3, help="repeat on fresh repos; medians")
+    args = ap.parse_args()
+    samples = [one_run(args) for _ in range(args.runs)]
+    wall = statistics.median(s[0] for s in samples)
+    peak = statistics.median(s[1] for s in samples)
+    cpu = statistics.median(s[2] for s in samples)
+    done = min(s[3] for s in samples)
     runs = args.work_orders * args.modules
-    done = counts.get("COMPLETED", 0)
     print(
         f"work orders {args.work_orders} x {args.modules} chained modules, "
-        f"max_parallel {args.max_parallel}: {done} COMPLETED"
+        f"max_parallel {args.max_parallel}: {done} COMPLETED (median of {args.runs} runs; "
+        f"walls {', '.join(f'{s[0]:.1f}' for s in samples)} s)"
     )
     print(f"total wall      {wall:8.1f} s   (cpu {cpu:.1f} s, workmill + bash)")
     print(f"module runs/s   {runs / wall:8.1f}     ({wall / runs * 1000:.1f} ms per module run)")
