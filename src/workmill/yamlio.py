@@ -76,88 +76,114 @@ def _key_text(value: Any) -> str | int:
     return str(value)
 
 
+@dataclass
+class _Frame:
+    """A mapping or sequence being built: where it sits, its pending key, its size so far."""
+
+    container: Any
+    loc: Loc
+    anchor: str | None
+    line: int
+    key: Any = None  # _NO_KEY until set; a mapping's key waiting for its value
+    seen: dict[Any, int] = field(default_factory=dict)
+    size: int = 1
+
+
+class _Builder:
+    """Builds a YamlDoc from PyYAML events, refusing what would cost too much."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.doc = YamlDoc(path, None)
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.stack: list[_Frame] = []
+        self.nodes = 0
+        self.root_set = False
+
+    def error(self, message: str, line: int | None = None, fld: str = "") -> SpecError:
+        return SpecError.at(self.path, message, field=fld, line=line)
+
+    def feed(self, ev: yaml.Event) -> None:
+        line = ev.start_mark.line + 1 if ev.start_mark else 0
+        if isinstance(ev, yaml.DocumentStartEvent) and self.root_set:
+            raise self.error("more than one YAML document", line)
+        if isinstance(ev, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            self.open(ev, line)
+        elif isinstance(ev, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            frame = self.stack.pop()
+            self.count(1)
+            if frame.anchor:
+                self.anchors[frame.anchor] = (frame.container, frame.size)
+            self.attach(frame.container, frame.line, frame.size)
+        elif isinstance(ev, yaml.ScalarEvent):
+            self.count(1)
+            value = _scalar(ev)
+            if ev.anchor:
+                self.anchors[ev.anchor] = (value, 1)
+            self.attach(value, line, 1)
+        elif isinstance(ev, yaml.AliasEvent):
+            if ev.anchor not in self.anchors:
+                raise self.error(f"unknown alias *{ev.anchor}", line)
+            value, size = self.anchors[ev.anchor]
+            # an alias costs what it expands to: this is what stops "billion laughs"
+            self.count(size)
+            self.attach(value, line, size)
+
+    def count(self, n: int) -> None:
+        self.nodes += n
+        if self.nodes > MAX_NODES:
+            raise self.error(f"document expands to more than {MAX_NODES} values")
+
+    def open(self, ev: yaml.Event, line: int) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise self.error(f"nested deeper than {MAX_DEPTH} levels", line)
+        loc: Loc = ()
+        if self.stack:
+            parent = self.stack[-1]
+            if isinstance(parent.container, list):
+                loc = (*parent.loc, len(parent.container))
+            elif parent.key is not _NO_KEY:
+                loc = (*parent.loc, parent.key)
+        container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
+        self.stack.append(_Frame(container, loc, ev.anchor, line, key=_NO_KEY))
+
+    def attach(self, value: Any, line: int, size: int) -> None:
+        if not self.stack:
+            self.doc.data = value
+            self.doc.lines[()] = line
+            self.root_set = True
+            return
+        top = self.stack[-1]
+        top.size += size
+        if isinstance(top.container, list):
+            self.doc.lines.setdefault((*top.loc, len(top.container)), line)
+            top.container.append(value)
+        elif top.key is _NO_KEY:
+            self.set_key(top, value, line)
+        else:
+            top.container[top.key] = value
+            top.key = _NO_KEY
+
+    def set_key(self, top: _Frame, value: Any, line: int) -> None:
+        if isinstance(value, dict | list):
+            raise self.error("mapping keys must be scalars", line)
+        key = _key_text(value)
+        if key in top.seen:
+            fld = ".".join(map(str, (*top.loc, key)))
+            raise self.error(f"duplicate key {key!r} (first at line {top.seen[key]})", line, fld)
+        top.seen[key] = line
+        top.key = key
+        self.doc.lines[(*top.loc, key)] = line
+
+
 def parse_yaml(text: str, path: str) -> YamlDoc:
     """Parse one YAML document; every failure is a SpecError naming ``path`` and the line."""
     if len(text) > MAX_BYTES:
         raise SpecError.at(path, f"file is larger than {MAX_BYTES} bytes")
-    doc = YamlDoc(path, None)
-    anchors: dict[str, tuple[Any, int]] = {}
-    # stack of (container, loc, pending_key, seen_keys, anchor, size)
-    stack: list[list[Any]] = []
-    nodes = 0
-    root_set = False
-
-    def attach(value: Any, line: int, size: int) -> None:
-        nonlocal root_set
-        if not stack:
-            doc.data = value
-            doc.lines[()] = line
-            root_set = True
-            return
-        top = stack[-1]
-        container, loc = top[0], top[1]
-        top[5] += size
-        if isinstance(container, list):
-            idx = len(container)
-            container.append(value)
-            doc.lines.setdefault((*loc, idx), line)
-            return
-        if top[2] is _NO_KEY:
-            if isinstance(value, dict | list):
-                raise SpecError.at(path, "mapping keys must be scalars", line=line)
-            key = _key_text(value)
-            if key in top[3]:
-                raise SpecError.at(
-                    path,
-                    f"duplicate key {key!r} (first at line {top[3][key]})",
-                    field=".".join(map(str, (*loc, key))),
-                    line=line,
-                )
-            top[3][key] = line
-            top[2] = key
-            doc.lines[(*loc, key)] = line
-        else:
-            container[top[2]] = value
-            top[2] = _NO_KEY
-
+    builder = _Builder(path)
     try:
         for ev in yaml.parse(text, Loader=_Loader):
-            line = ev.start_mark.line + 1 if ev.start_mark else 0
-            if isinstance(ev, yaml.DocumentStartEvent) and root_set:
-                raise SpecError.at(path, "more than one YAML document", line=line)
-            if isinstance(ev, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-                if len(stack) >= MAX_DEPTH:
-                    raise SpecError.at(path, f"nested deeper than {MAX_DEPTH} levels", line=line)
-                loc: Loc = ()
-                if stack:
-                    parent = stack[-1]
-                    if isinstance(parent[0], list):
-                        loc = (*parent[1], len(parent[0]))
-                    elif parent[2] is not _NO_KEY:
-                        loc = (*parent[1], parent[2])
-                container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
-                stack.append([container, loc, _NO_KEY, {}, ev.anchor, 1, line])
-            elif isinstance(ev, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-                container, _loc, _k, _seen, anchor, size, start = stack.pop()
-                nodes += 1
-                if anchor:
-                    anchors[anchor] = (container, size)
-                attach(container, start, size)
-            elif isinstance(ev, yaml.ScalarEvent):
-                nodes += 1
-                value = _scalar(ev)
-                if ev.anchor:
-                    anchors[ev.anchor] = (value, 1)
-                attach(value, line, 1)
-            elif isinstance(ev, yaml.AliasEvent):
-                if ev.anchor not in anchors:
-                    raise SpecError.at(path, f"unknown alias *{ev.anchor}", line=line)
-                value, size = anchors[ev.anchor]
-                # an alias costs what it expands to: this is what stops "billion laughs"
-                nodes += size
-                attach(value, line, size)
-            if nodes > MAX_NODES:
-                raise SpecError.at(path, f"document expands to more than {MAX_NODES} values")
+            builder.feed(ev)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         msg = getattr(exc, "problem", None) or str(exc)
@@ -166,7 +192,7 @@ def parse_yaml(text: str, path: str) -> YamlDoc:
         ) from exc
     except (ValueError, TypeError, OverflowError) as exc:
         raise SpecError.at(path, f"invalid YAML value: {exc}") from exc
-    return doc
+    return builder.doc
 
 
 class _NoKey:
