@@ -39,6 +39,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "settle": ("_run", "Phase 3: REFUND, logs, cache index and release maps in one commit."),
     "release": ("_run", "Work-order releases (artifacts) in the configured store."),
     "demo": ("_run", "Run the example platform repo end to end and show the results."),
+    "console": ("_console", "Build the static operator console (HTML) from the billing state."),
 }
 
 

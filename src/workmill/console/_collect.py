@@ -1,0 +1,259 @@
+"""Everything the console shows, gathered from the billing state, the repo and the runtime dir.
+
+This is the I/O edge of the console: it reads (never writes) the head revision
+of the billing state, the compiled maintenance tables, ``tenant.yml`` and
+``module.yml`` files, and the step logs of failed module runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workmill import billing_tables as bt
+from workmill import clock
+from workmill.console import _model as m
+from workmill.console._tables import collector_paused, table_cells
+from workmill.errors import WorkmillError
+from workmill.reasons import ReasonCatalog
+from workmill.repo import PlatformRepo
+from workmill.state import BillingState, BillingStore
+from workmill.tables import Row, read_table_or_empty
+
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+EXCERPT_LINES = 20
+EXCERPT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Options:
+    """How much the console lists row by row (totals and charts always cover everything)."""
+
+    page_size: int = 500
+    recent_rows: int = 50_000
+    work_order_pages: int = 500
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    module_id: str
+    name: str
+    tier: str
+    version: str
+    digest: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Artifact:
+    tag: str
+    name: str
+    size_bytes: str
+    sha256: str
+    url: str  # "" when the store has no web address
+
+
+@dataclass(frozen=True)
+class LogExcerpt:
+    module_id: str
+    file: str
+    text: str
+
+
+@dataclass
+class WorkOrderDetail:
+    log: m.LogRow
+    runs: list[m.RunRow]
+    transactions: list[Row]
+    spend_items: list[Row]
+    redemptions: list[Row]
+    artifacts: list[Artifact]
+    excerpts: list[LogExcerpt]
+
+
+@dataclass
+class ConsoleData:
+    platform: str
+    revision: int
+    generated_at: str
+    now: str
+    options: Options
+    tenant_names: dict[str, str]
+    tenant_status: dict[str, str]
+    balances: dict[str, int]
+    ledger: m.LedgerFold
+    log: dict[str, m.LogRow]
+    runs: m.RunFold
+    reasons: dict[str, str]
+    modules: dict[str, ModuleInfo]
+    cache_rows: list[Row]
+    redemptions: list[Row]
+    details: dict[str, WorkOrderDetail] = field(default_factory=dict)
+
+    def reason_name(self, code: str) -> str:
+        """``103002001 BAD_INPUT``: the code with its catalog name (the code alone if unknown)."""
+        if not code:
+            return ""
+        name = self.reasons.get(code)
+        return f"{code} {name}" if name else code
+
+
+def _tenants(repo: PlatformRepo) -> tuple[dict[str, str], dict[str, str]]:
+    names: dict[str, str] = {}
+    status: dict[str, str] = {}
+    for t in repo.tenant_ids():
+        try:
+            spec = repo.tenant(t)
+        except WorkmillError:
+            continue  # `workmill validate` reports a broken tenant.yml; the console shows the id
+        names[t], status[t] = spec.name, spec.status
+    return names, status
+
+
+def _modules(repo: PlatformRepo) -> dict[str, ModuleInfo]:
+    registry = {
+        r.get("module_id", ""): r
+        for r in read_table_or_empty(repo.ids_dir / "module_registry.csv", ("module_id",))
+    }
+    out: dict[str, ModuleInfo] = {}
+    for mid in sorted(set(repo.module_ids()) | set(registry)):
+        reg = registry.get(mid, {})
+        try:
+            spec = repo.module(mid)
+            name, tier, version = spec.name, spec.tier, spec.version
+        except WorkmillError:
+            name, tier, version = reg.get("name", ""), "", ""
+        out[mid] = ModuleInfo(
+            mid, name, tier, version, reg.get("digest", ""), reg.get("status", "")
+        )
+    return out
+
+
+def _reasons(repo: PlatformRepo) -> dict[str, str]:
+    try:
+        return {c: r.name for c, r in ReasonCatalog.load(repo.maintenance_dir).by_code.items()}
+    except WorkmillError:
+        return {}  # not compiled yet: codes are shown without names
+
+
+def download_base(repo: PlatformRepo) -> str:
+    """Web address of the GitHub repository holding the releases ("" for the local store)."""
+    cfg = repo.config
+    if cfg.store != "github":
+        return ""
+    repository = cfg.github.repository or os.environ.get("GITHUB_REPOSITORY", "")
+    api = cfg.github.api_url.rstrip("/")
+    if not repository:
+        return ""
+    if api == "https://api.github.com":
+        return f"https://github.com/{repository}"
+    if api.endswith("/api/v3"):
+        return f"{api.removesuffix('/api/v3')}/{repository}"
+    return ""
+
+
+def _artifacts(state: BillingState, wanted: set[str], base: str) -> dict[str, list[Artifact]]:
+    releases = {}
+    for c in table_cells(state, bt.RELEASES_MAP, ("release_id", "tag", "work_order_id")):
+        if c[2] in wanted:
+            releases[c[0]] = (c[1], c[2])
+    out: dict[str, list[Artifact]] = {}
+    cols = ("release_id", "asset_name", "size_bytes", "sha256")
+    for c in table_cells(state, bt.ASSETS_MAP, cols):
+        if c[0] in releases:
+            tag, wo = releases[c[0]]
+            url = f"{base}/releases/download/{tag}/{c[1]}" if base else ""
+            out.setdefault(wo, []).append(Artifact(tag, c[1], c[2], c[3], url))
+    return out
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - EXCERPT_CHARS))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-EXCERPT_LINES:])
+
+
+def log_excerpts(runtime_dir: Path, log: m.LogRow, runs: list[m.RunRow]) -> list[LogExcerpt]:
+    """The tails of the runner and step logs of the work order's failed module runs."""
+    out: list[LogExcerpt] = []
+    for r in runs:
+        if r.status != m.ModuleStatus.FAILED or not SAFE_ID.fullmatch(r.module_id):
+            continue
+        logs = runtime_dir / log.tenant_id / log.work_order_id / r.module_id / "logs"
+        if not logs.is_dir():
+            continue
+        for path in sorted(logs.glob("*.log"), key=lambda p: (p.name != "runner.log", p.name)):
+            text = _tail(path)
+            if text.strip():
+                out.append(LogExcerpt(r.module_id, path.name, text))
+    return out
+
+
+def collect(repo: PlatformRepo, options: Options, runtime_dir: Path | None = None) -> ConsoleData:
+    """Read everything the console shows from the head revision of the billing state."""
+    state = BillingStore.open(repo).load()
+    names, status = _tenants(repo)
+    with collector_paused():
+        ledger = m.fold_ledger(
+            table_cells(state, bt.TRANSACTIONS, m.TX_COLUMNS), options.recent_rows
+        )
+        log = m.latest_log_rows(table_cells(state, bt.WORKORDERS_LOG, m.LOG_COLUMNS))
+        detailed = [wo for wo in reversed(log) if SAFE_ID.fullmatch(wo)]
+        keep = set(detailed[: options.work_order_pages])
+        runs = m.fold_runs(table_cells(state, bt.MODULE_RUNS_LOG, m.RUN_COLUMNS), keep)
+        redemptions = [
+            dict(zip(bt.COLUMNS[bt.PROMOTION_REDEMPTIONS], c, strict=True))
+            for c in table_cells(
+                state, bt.PROMOTION_REDEMPTIONS, bt.COLUMNS[bt.PROMOTION_REDEMPTIONS]
+            )
+        ]
+    now = clock.now_iso()
+    data = ConsoleData(
+        platform=repo.root.name,
+        revision=state.revision,
+        generated_at=now,
+        now=now,
+        options=options,
+        tenant_names=names,
+        tenant_status=status,
+        balances=state.balances(),
+        ledger=ledger,
+        log=log,
+        runs=runs,
+        reasons=_reasons(repo),
+        modules=_modules(repo),
+        cache_rows=list(state.rows(bt.CACHE_INDEX)),
+        redemptions=redemptions,
+    )
+    artifacts = _artifacts(state, keep, download_base(repo))
+    rt = runtime_dir or repo.root / "runtime"
+    for wo in detailed[: options.work_order_pages]:
+        record = state.work_order_record(wo)
+        wo_runs = runs.by_work_order.get(wo, [])
+        data.details[wo] = WorkOrderDetail(
+            log=log[wo],
+            runs=wo_runs,
+            transactions=list(record.transactions),
+            spend_items=list(record.spend_items),
+            redemptions=list(record.redemptions),
+            artifacts=artifacts.get(wo, []),
+            excerpts=log_excerpts(rt, log[wo], wo_runs),
+        )
+    return data
+
+
+def cache_summary(rows: list[Row], now: str) -> Counter[str]:
+    """Entries by state: live, expired (past ``expires_at``), orphan (found by prune, not indexed)."""
+    out: Counter[str] = Counter()
+    for r in rows:
+        out["orphan" if r.get("origin") == "orphan" else "indexed"] += 1
+        out["expired" if r.get("expires_at") and r["expires_at"] <= now else "live"] += 1
+    return out

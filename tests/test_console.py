@@ -1,0 +1,262 @@
+"""The operator console (docs/reference.md "Operator console").
+
+End to end: ``workmill demo``, ``workmill console build``, then every page is
+opened in a real headless Chromium over the DevTools protocol: no console
+error, no request outside ``file://``, every link resolves, and the figures on
+the pages equal the ones recomputed here from the CSVs ``workmill state pull``
+exports. The rest are unit tests of the folds, the fast table reader and the
+output directory rules.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from browser import Chromium, find_chromium
+from workmill.console import paginate
+from workmill.console._model import RunRow, fold_ledger, gantt_bars, latest_log_rows
+from workmill.console._tables import _chunk_rows
+from workmill.tables import parse_table, render_table
+
+PAGE_FACTS = """(() => {
+  const all = (sel) => [...document.querySelectorAll(sel)];
+  const text = (e) => e ? e.textContent.trim() : null;
+  return {
+    title: document.title,
+    links: all('a[href]').map(a => a.href),
+    balances: all('[data-balance]').map(e => [e.dataset.balance, text(e)]),
+    statusCounts: all('[data-status-count]').map(e => [e.dataset.statusCount, text(e)]),
+    ledger: all('table.ledger tbody tr').filter(r => r.querySelector('[data-amount]')).map(
+      r => [text(r.querySelector('th code')), text(r.querySelector('[data-amount]')),
+            text(r.querySelector('[data-balance-after]'))]),
+    woStatus: text(document.querySelector('[data-wo-status]')),
+    woSpend: text(document.querySelector('[data-wo-spend]')),
+    woRefund: text(document.querySelector('[data-wo-refund]')),
+    cacheHitRate: text(document.querySelector('[data-cache-hit-rate]')),
+    thWithoutScope: all('th:not([scope])').length,
+    tablesWithoutHeaders: all('table').filter(t => !t.querySelector('th[scope]')).length,
+    unlabelledSvgs: all('svg').filter(s => s.getAttribute('role') !== 'img' ||
+      !(s.getAttribute('aria-label') || s.getAttribute('aria-labelledby'))).length,
+    h1: text(document.querySelector('h1')),
+  };
+})()"""
+
+
+def _num(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _crawl(browser: Chromium, site: Path) -> dict[str, dict]:
+    """Visit every page reachable from index.html; page path -> facts, errors, requests."""
+    seen: dict[str, dict] = {}
+    todo = [(site / "index.html").as_uri()]
+    while todo:
+        url = todo.pop()
+        path = unquote(urlparse(url).path)
+        if path in seen:
+            continue
+        visit = browser.visit(url)
+        facts = browser.evaluate(PAGE_FACTS)
+        seen[path] = {"errors": visit.errors, "requests": visit.requests, **facts}
+        for link in facts["links"]:
+            parts = urlparse(link)
+            if parts.scheme == "file":
+                target = unquote(parts.path)
+                assert Path(target).is_file(), f"{path}: link to missing {target}"
+                if target.endswith(".html") and target not in seen:
+                    todo.append(Path(target).as_uri())
+    return seen
+
+
+def _page(pages: dict[str, dict], path: Path) -> dict:
+    return pages[path.as_posix()]
+
+
+def _assert_clean(pages: dict[str, dict], site: Path) -> None:
+    """Every page loads without errors, fetches nothing outside file://, is accessible."""
+    assert set(pages) == {p.as_posix() for p in site.rglob("*.html")}, "all reachable"
+    for path, page in pages.items():
+        assert page["errors"] == [], (path, page["errors"])
+        assert page["requests"] and all(u.startswith("file://") for u in page["requests"]), path
+        assert page["thWithoutScope"] == 0 and page["tablesWithoutHeaders"] == 0, path
+        assert page["unlabelledSvgs"] == 0, path
+        assert page["h1"] and page["title"].startswith(page["h1"]), path
+    html = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
+    assert "<script" not in html
+
+
+def _assert_overview(overview: dict, pulled: Path, balance: Counter[str]) -> None:
+    shown = {t: _num(v) for t, v in overview["balances"]}
+    assert {t: shown[t] for t in balance} == dict(balance)
+    assert all(v == 0 for t, v in shown.items() if t not in balance)
+    latest = {r["work_order_id"]: r for r in _csv(pulled / "workorders_log.csv")}
+    assert {s: _num(n) for s, n in overview["statusCounts"]} == Counter(
+        r["status"] for r in latest.values()
+    )
+    runs = _csv(pulled / "module_runs_log.csv")
+    lookups = [
+        r for r in runs if r["reuse_output_type"] in ("new", "cache") and r["status"] != "SKIPPED"
+    ]
+    hits = sum(r["cache_hit"] == "true" for r in lookups)
+    assert overview["cacheHitRate"] == f"{hits / len(lookups) * 100:.1f} %"
+
+
+def _assert_ledgers(pages: dict, site: Path, txs: list[dict], balance: Counter[str]) -> None:
+    """Each tenant's pages list its transactions newest first with a true running balance."""
+    by_tenant = defaultdict(list)
+    for t in txs:
+        by_tenant[t["tenant_id"]].append(t)
+    for tenant, rows in by_tenant.items():
+        listed = []
+        n = 1
+        while (site / "tenants" / f"{tenant}-{n}.html").exists():
+            page = _page(pages, site / "tenants" / f"{tenant}-{n}.html")
+            assert {t: _num(v) for t, v in page["balances"]} == {tenant: balance[tenant]}
+            listed += page["ledger"]
+            n += 1
+        assert [x[0] for x in listed] == [t["transaction_id"] for t in reversed(rows)]
+        amounts = [_num(a) for _, a, _ in reversed(listed)]
+        after = [_num(b) for _, _, b in reversed(listed)]
+        running = [sum(amounts[: i + 1]) for i in range(len(amounts))]
+        assert after == running and after[-1] == balance[tenant], tenant
+
+
+def _assert_work_orders(pages: dict, site: Path, pulled: Path, txs: list[dict]) -> None:
+    def total(wo: str, kind: str) -> int:
+        return sum(
+            int(t["amount_credits"]) for t in txs if (t["work_order_id"], t["type"]) == (wo, kind)
+        )
+
+    latest = {r["work_order_id"]: r for r in _csv(pulled / "workorders_log.csv")}
+    for wo, row in latest.items():
+        page = _page(pages, site / "workorders" / f"{wo}.html")
+        shown = (page["woStatus"], _num(page["woSpend"]), _num(page["woRefund"]))
+        assert shown == (row["status"], -total(wo, "SPEND"), total(wo, "REFUND")), wo
+    a4 = (site / "workorders" / "A4Strct1.html").read_text(encoding="utf-8")
+    assert "SCORING_SERVICE_UNAVAILABLE" in a4 and "scoring service unavailable" in a4
+
+
+def test_console__demo_site_in_headless_chromium(cli, tmp_path):
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip("no Chromium found (install Debian's `chromium`) to open the console in")
+    demo = tmp_path / "demo"
+    r = cli("demo", "--dir", str(demo), "--json", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pulled = tmp_path / "pulled"
+    r = cli("state", "pull", "--billing-state-dir", str(pulled), cwd=demo)
+    assert r.returncode == 0, r.stderr
+    site = tmp_path / "site"
+    r = cli("console", "build", "--out", str(site), "--page-size", "10", cwd=demo)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    with Chromium(exe, tmp_path / "profile") as browser:
+        pages = _crawl(browser, site)
+
+    _assert_clean(pages, site)
+    # the figures, recomputed from the exported tables
+    txs = _csv(pulled / "transactions.csv")
+    balance = Counter[str]()
+    for t in txs:
+        balance[t["tenant_id"]] += int(t["amount_credits"])
+    assert dict(balance) == {
+        r["tenant_id"]: int(r["balance_credits"]) for r in _csv(pulled / "tenants_credits.csv")
+    }
+    _assert_overview(_page(pages, site / "index.html"), pulled, balance)
+    _assert_ledgers(pages, site, txs, balance)
+    _assert_work_orders(pages, site, pulled, txs)
+
+
+# ---------------------------------------------------------------- units
+
+
+def test_console__refuses_a_foreign_non_empty_directory(cli, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    repo = tmp_path / "repo"
+    assert cli("init", str(repo), cwd=tmp_path).returncode == 0
+    r = cli("console", "build", "--out", str(out), cwd=repo)
+    assert r.returncode != 0
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert len(r.stderr.strip().splitlines()) == 1 and "--out" in r.stderr
+
+
+def test_console__paginate_covers_every_row_once():
+    rows = list(range(23))
+    pages = list(paginate(rows, 10))
+    assert [p.number for p in pages] == [1, 2, 3] and {p.count for p in pages} == {3}
+    assert [x for p in pages for x in p.rows] == rows
+    assert [p.first for p in pages] == [1, 11, 21]
+    assert [(p.number, p.count, list(p.rows)) for p in paginate([], 10)] == [(1, 1, [])]
+
+
+def test_console__fold_ledger_sums_by_month_and_keeps_the_recent_window():
+    cells = [
+        ("t1", "A", "", "TOPUP", "100", "100", "2026-01-05T00:00:00Z", "r1", "AD", ""),
+        ("t2", "A", "W1", "SPEND", "-30", "70", "2026-01-06T00:00:00Z", "", "", ""),
+        ("t3", "A", "W1", "REFUND", "10", "80", "2026-02-01T00:00:00Z", "", "", ""),
+        ("t4", "B", "", "TOPUP", "5", "5", "2026-02-02T00:00:00Z", "r2", "AD", ""),
+    ]
+    fold = fold_ledger(cells, window=2)
+    assert fold.total == 4
+    assert [t.transaction_id for t in fold.recent] == ["t3", "t4"]
+    jan, feb = fold.months["2026-01"], fold.months["2026-02"]
+    assert (jan.topup, jan.spent, jan.refunded) == (100, 30, 0)
+    assert (feb.topup, feb.spent, feb.refunded) == (5, 0, 10)
+    a = fold.tenants["A"]
+    assert (a.topup, a.spent, a.refunded, a.transactions) == (100, 30, 10, 3)
+
+
+def test_console__latest_log_row_wins_and_orders_by_last_write():
+    rows = [
+        ("W1", "A", "RUNNING", "STRICT", "", "10", "", "t", ""),
+        ("W2", "A", "REJECTED", "STRICT", "001000001", "", "", "t", "t"),
+        ("W1", "A", "FAILED", "STRICT", "X", "10", "10", "t", "t"),
+    ]
+    log = latest_log_rows(rows)
+    assert list(log) == ["W2", "W1"] and log["W1"].status == "FAILED"
+
+
+def test_console__gantt_bars_span_start_to_last_finish():
+    def run(mid: str, start: str, ms: str) -> RunRow:
+        return RunRow(
+            "r" + mid, "W", "T", mid, "1", "COMPLETED", "", "new", "false", "false", start, "", ms
+        )
+
+    bars, span = gantt_bars(
+        [
+            run("001", "2026-01-01T00:00:00Z", "1000"),
+            run("002", "2026-01-01T00:00:01Z", "3000"),
+            run("003", "", "5"),
+        ],
+        {"001": "Ingest"},
+    )
+    assert span == 4000 and len(bars) == 2
+    assert (bars[0].x, bars[0].width, bars[0].label) == (0.0, 0.25, "001 Ingest")
+    assert (bars[1].x, bars[1].width) == (0.25, 0.75)
+
+
+_cell = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_cell, _cell, _cell), max_size=6))
+def test_console__fast_reader_reads_what_the_strict_parser_reads(rows):
+    columns = ("a", "b", "c")
+    data = render_table(columns, [dict(zip(columns, r, strict=True)) for r in rows])
+    _, strict = parse_table(data, "t.csv", columns)
+    fast = list(_chunk_rows(data.decode("utf-8"), ("c", "a"), "t.csv"))
+    assert fast == [(r["c"], r["a"]) for r in strict]
