@@ -63,9 +63,9 @@ def test_topup__credits_and_balance_shows_it(cli, repo):
     assert r.returncode == 0, r.stderr
     assert "balance 500" in r.stdout
     r = cli("balance", "--json", cwd=repo)
-    assert json.loads(r.stdout)["balances"] == {TENANT: 500}
+    assert json.loads(r.stdout)["balances"] == {TENANT: 500, OTHER: 0}
     r = cli("balance", "--tenant-id", OTHER, cwd=repo)
-    assert r.stdout.strip() == f"{OTHER}  0"
+    assert r.stdout.split() == [OTHER, "Tenant", OTHER, "0"]
 
 
 def test_topup__same_reference_twice_is_one_topup(cli, repo):
@@ -80,25 +80,27 @@ def test_topup__same_reference_twice_is_one_topup(cli, repo):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (("0",), "positive integer"),
-        (("-5",), "positive integer"),
-        (("12.5",), "positive integer"),
-        (("1e3",), "positive integer"),
-        (("abc",), "positive integer"),
-        (("99999999999999999999999",), "maximum"),
-        (("5", "r", "Qq12Ww"), "not found"),
-        (("5", "r", "bad!"), "tenant id"),
-        (("5", "r", TENANT, "ZZ"), "not in topup_methods.csv"),
-        (("5", "r", TENANT, "OF"), "not active"),
-        (("5", "bad ref"), "--reference"),
+        # a malformed option value is a usage error: exit 2
+        (("0",), "positive integer", 2),
+        (("-5",), "positive integer", 2),
+        (("12.5",), "positive integer", 2),
+        (("1e3",), "positive integer", 2),
+        (("abc",), "positive integer", 2),
+        (("99999999999999999999999",), "maximum", 2),
+        (("5", "r", "bad!"), "tenant id", 2),
+        (("5", "bad ref"), "--reference", 2),
+        # a well-formed value the repo or the state refuses: exit 1
+        (("5", "r", "Qq12Ww"), "not found", 1),
+        (("5", "r", TENANT, "ZZ"), "not in topup_methods.csv", 1),
+        (("5", "r", TENANT, "OF"), "not active", 1),
     ],
 )
-def test_topup__bad_input_is_one_line_exit_1_and_changes_nothing(cli, seeded, args, message):
+def test_topup__bad_input_is_one_line_and_changes_nothing(cli, seeded, args, message, code):
     before = store_snapshot(seeded)
     r = _topup(cli, seeded, *args)
-    assert r.returncode == 1, r.stdout
+    assert r.returncode == code, r.stdout
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert store_snapshot(seeded) == before

@@ -355,7 +355,7 @@ def test_release_list_and_download(cli, repo, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(list(dest.iterdir())) == 2
     r = cli("release", "download", "wo-nope", "--dir", str(dest), cwd=repo)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr  # not a tag: a usage error
 
 
 def test_demo__runs_the_example_and_meets_its_expectations(cli, tmp_path):

@@ -23,6 +23,7 @@ def repo(tmp_path):
         for i, (name, code) in enumerate(CODES.items(), start=1)
     ]
     rows.append("102001001,module,02,001,E01,TOO_BIG,,true,false,active")
+    (tmp_path / "workmill.yml").write_text("store: local\n")  # the CLI needs a platform repo
     ms = tmp_path / "maintenance-state"
     ms.mkdir()
     (ms / "reason_catalog.csv").write_text(CATALOG_HEADER + "\n".join(rows) + "\n")

@@ -1,4 +1,4 @@
-"""Reading the compiled reason catalog and policy (SPEC §5).
+"""Reading the compiled reason catalog and policy (docs/reference.md "Reason codes").
 
 ``workmill maintenance`` writes ``reason_catalog.csv`` and ``reason_policy.csv``;
 this module is how the runner and the orchestrator turn a reason name, key or
@@ -7,11 +7,13 @@ code into a code and its policy.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from workmill import ids
-from workmill.errors import SpecError
+from workmill.errors import SpecError, WorkmillError
 from workmill.tables import parse_bool, read_table
 
 CATALOG_FILE = "reason_catalog.csv"
@@ -120,3 +122,35 @@ class ReasonCatalog:
 
     def get(self, code: str) -> Reason | None:
         return self.by_code.get(code)
+
+    def label(self, code: str) -> str:
+        """``103002001 BAD_INPUT``: how people read a code (docs/reference.md "Reason codes");
+        the bare code when the catalog does not know it, empty for no code."""
+        r = self.by_code.get(code)
+        return f"{code} {r.name}" if r else code
+
+    def annotate(self, text: str) -> str:
+        """Every known nine-digit code in free text followed by its name (ledger notes)."""
+        return _CODE_IN_TEXT.sub(lambda m: self.label(m.group(0)), text)
+
+
+_CODE_IN_TEXT = re.compile(r"(?<!\d)\d{9}(?!\d)")
+
+
+def catalog_for_display(maintenance_dir: Path) -> ReasonCatalog:
+    """The catalog for showing names; an empty one when it is missing or unreadable, so a
+    broken catalog never stops a read-only command (codes are then shown bare)."""
+    try:
+        return ReasonCatalog.load(maintenance_dir)
+    except (WorkmillError, OSError):
+        return ReasonCatalog({})
+
+
+def name_of(catalog: ReasonCatalog) -> Callable[[str], str]:
+    """``code -> name`` (``""`` for no code or an unknown one), for rows shown to people."""
+
+    def name(code: str) -> str:
+        r = catalog.by_code.get(code)
+        return r.name if r else ""
+
+    return name

@@ -1,4 +1,4 @@
-"""A platform repo on disk (SPEC §1): where everything lives, and typed loading of it.
+"""A platform repo on disk (docs/reference.md "Files of a platform repo"): where everything lives, and typed loading of it.
 
 Loading one file raises SpecError; walking the whole repo and collecting
 every problem is the job of ``workmill.validate``.
@@ -45,6 +45,25 @@ class PlatformRepo:
         if not path.is_dir():
             raise NotFound(f"{path}: not a directory")
         return cls(path)
+
+    @classmethod
+    def discover(cls, start: Path | str | None = None) -> PlatformRepo:
+        """The repo holding ``start`` (default: ``$WORKMILL_REPO`` or the current directory).
+
+        Walks up like git until a directory has ``workmill.yml``, so commands work
+        from any sub-folder, and refuses anywhere else: a command run in the wrong
+        directory must not create state there (docs/reference.md "Commands").
+        """
+        path = Path(start or os.environ.get(ENV_REPO) or ".").expanduser().resolve()
+        if not path.is_dir():
+            raise NotFound(f"{path}: not a directory")
+        root = find_root(path)
+        if root is None:
+            raise NotFound(
+                f"not a workmill platform repo: no {CONFIG_FILE} in {path} or any parent "
+                "(cd into one, pass --repo DIR, or create one with `workmill init DIR`)"
+            )
+        return cls(root)
 
     # ------------------------------------------------------------ paths
     def rel(self, path: Path) -> str:
@@ -188,6 +207,14 @@ class PlatformRepo:
             if self.work_order_path(tenant_id, work_order_id).is_file():
                 return tenant_id, self.work_order(tenant_id, work_order_id)
         raise NotFound(f"work order {work_order_id!r} not found under tenants/*/workorders/")
+
+
+def find_root(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that holds ``workmill.yml``."""
+    for candidate in (path, *path.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
 
 
 def _sorted_children(path: Path, *, dirs: bool) -> list[str]:

@@ -15,7 +15,7 @@ import unicodedata
 import click
 
 from workmill import __version__
-from workmill.cli._common import CONTEXT_SETTINGS, AppContext
+from workmill.cli._common import CONTEXT_SETTINGS, REPO_HELP, AppContext, add_repo_option
 from workmill.errors import SpecError, WorkmillError
 
 # command name -> (module under workmill.cli, one-line help shown by `workmill -h`).
@@ -40,6 +40,8 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "release": ("_run", "Work-order releases (artifacts) in the configured store."),
     "demo": ("_run", "Run the example platform repo end to end and show the results."),
     "console": ("_console", "Build the static operator console (HTML) from the billing state."),
+    "history": ("_ops", "List processed work orders: status, reason, spend, refund, time."),
+    "logs": ("_ops", "Print the step logs of a work order's module runs."),
 }
 
 
@@ -56,6 +58,7 @@ class LazyGroup(click.Group):
             return None
         module = importlib.import_module(f"workmill.cli.{COMMAND_MODULES[cmd_name][0]}")
         for command in module.COMMANDS:
+            add_repo_option(command)
             self.add_command(command)
         return self.commands.get(cmd_name)
 
@@ -73,7 +76,7 @@ class LazyGroup(click.Group):
     type=click.Path(file_okay=False, path_type=str),
     envvar="WORKMILL_REPO",
     default=None,
-    help="Platform repo root (default: $WORKMILL_REPO or the current directory).",
+    help=REPO_HELP + " Accepted before or after the sub-command.",
 )
 @click.version_option(__version__, prog_name="workmill")
 @click.pass_context
@@ -84,7 +87,9 @@ def cli(ctx: click.Context, repo: str | None) -> None:
 
         workmill init my-platform && cd my-platform && workmill validate
     """
-    ctx.obj = AppContext(repo_arg=repo)
+    app = ctx.ensure_object(AppContext)
+    if repo is not None:
+        app.repo_arg = repo
 
 
 def _printable(text: str) -> str:

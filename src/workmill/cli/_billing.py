@@ -7,16 +7,18 @@ from pathlib import Path
 import click
 
 from workmill import billing_tables as bt
-from workmill import ids
 from workmill.cli._common import (
     AppContext,
     billing_state_dir_option,
     echo_json,
+    id_check,
     json_option,
     pass_app,
+    reason_catalog,
 )
-from workmill.errors import LedgerError, NotFound
+from workmill.errors import LedgerError, NotFound, UsageError, WorkmillError
 from workmill.ledger import parse_amount
+from workmill.ledger.postings import check_reference
 from workmill.state import BillingStore
 
 
@@ -94,7 +96,12 @@ def state_push(app: AppContext, billing_state_dir: Path | None) -> None:
 
 
 @click.command("topup")
-@click.option("--tenant-id", required=True, help="Tenant to credit (must exist under tenants/).")
+@click.option(
+    "--tenant-id",
+    required=True,
+    callback=id_check("tenant"),
+    help="Tenant to credit (must exist under tenants/).",
+)
 @click.option(
     "--topup-method-id", required=True, help="Top-up method (topup_methods.csv), e.g. AD."
 )
@@ -120,10 +127,11 @@ def topup(
 
         workmill topup --tenant-id Ab12Cd --topup-method-id AD --amount-credits 500 --reference inv-2024-001
     """
-    msg = ids.check(ids.IdKind.TENANT, tenant_id)
-    if msg:
-        raise LedgerError(f"--tenant-id: {msg}")
-    amount = parse_amount(amount_credits)
+    try:  # a malformed value is a usage error (exit 2); the store re-checks both
+        amount = parse_amount(amount_credits)
+        check_reference(reference)
+    except LedgerError as exc:
+        raise UsageError(str(exc)) from exc
     if not (app.repo.tenant_dir(tenant_id) / "tenant.yml").is_file():
         raise NotFound(f"tenant {tenant_id!r} not found (no tenants/{tenant_id}/tenant.yml)")
     app.repo.tenant(tenant_id)  # must parse
@@ -147,27 +155,63 @@ def topup(
 
 
 @click.command("balance")
-@click.option("--tenant-id", default=None, help="Only this tenant.")
+@click.option(
+    "--tenant-id",
+    default=None,
+    callback=id_check("tenant"),
+    help="Only this tenant (exit 1 if it does not exist).",
+)
 @json_option
 @pass_app
 def balance(app: AppContext, tenant_id: str | None, as_json: bool) -> None:
-    """Show tenants' credit balances.
+    """Show every tenant's credit balance, with its name (tenants with 0 credits too).
 
     Example:
 
         workmill balance --tenant-id Ab12Cd
     """
     state = _store(app).load()
-    rows = state.balances()
+    rows = _tenant_balances(app, state.balances())
     if tenant_id is not None:
-        rows = {tenant_id: state.balance(tenant_id)}
+        rows = [r for r in rows if r["tenant_id"] == tenant_id]
+        if not rows:
+            raise NotFound(f"tenant {tenant_id!r} not found (no tenants/{tenant_id}/tenant.yml)")
     if as_json:
-        echo_json({"revision": state.revision, "balances": rows})
+        echo_json(
+            {
+                "revision": state.revision,
+                "balances": {r["tenant_id"]: r["balance_credits"] for r in rows},
+                "tenants": rows,
+            }
+        )
         return
     if not rows:
-        click.echo("no balances yet")
-    for t, b in rows.items():
-        click.echo(f"{t}  {b}")
+        click.echo("no tenants yet (workmill new tenant --name NAME)")
+    width = max((len(r["name"]) for r in rows), default=0)
+    for r in rows:
+        note = "" if r["status"] in ("", "active") else f"  ({r['status']})"
+        click.echo(f"{r['tenant_id']}  {r['name']:<{width}}  {r['balance_credits']:>10}{note}")
+
+
+def _tenant_balances(app: AppContext, balances: dict[str, int]) -> list[dict]:
+    """One row per tenant of the repo, plus any tenant the ledger knows whose folder is gone."""
+    rows = []
+    for tid in sorted({*app.repo.tenant_ids(), *balances}):
+        name, status = "", ""
+        try:
+            spec = app.repo.tenant(tid)
+            name, status = spec.name, str(spec.status)
+        except WorkmillError:
+            status = "no tenant.yml" if tid in balances else "invalid tenant.yml"
+        rows.append(
+            {
+                "tenant_id": tid,
+                "name": name,
+                "status": status,
+                "balance_credits": balances.get(tid, 0),
+            }
+        )
+    return rows
 
 
 @click.group("ledger")
@@ -181,8 +225,18 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("show")
-@click.option("--tenant-id", default=None, help="Only this tenant's transactions.")
-@click.option("--work-order-id", default=None, help="Only this work order's transactions.")
+@click.option(
+    "--tenant-id",
+    default=None,
+    callback=id_check("tenant"),
+    help="Only this tenant's transactions.",
+)
+@click.option(
+    "--work-order-id",
+    default=None,
+    callback=id_check("work order"),
+    help="Only this work order's transactions (exit 1 if it does not exist).",
+)
 @json_option
 @pass_app
 def ledger_show(
@@ -201,6 +255,9 @@ def ledger_show(
         if (tenant_id is None or r.get("tenant_id") == tenant_id)
         and (work_order_id is None or r.get("work_order_id") == work_order_id)
     ]
+    if not txs:
+        _check_known(app, state, tenant_id, work_order_id)
+    catalog = reason_catalog(app)
     wanted = {r["transaction_id"] for r in txs}
     items: dict[str, list[dict[str, str]]] = {}
     for it in state.rows(bt.TRANSACTION_ITEMS):
@@ -210,7 +267,14 @@ def ledger_show(
         echo_json(
             {
                 "revision": state.revision,
-                "transactions": [{**t, "items": items.get(t["transaction_id"], [])} for t in txs],
+                "transactions": [
+                    {
+                        **t,
+                        "note_named": catalog.annotate(t.get("note", "")),
+                        "items": items.get(t["transaction_id"], []),
+                    }
+                    for t in txs
+                ],
             }
         )
         return
@@ -219,14 +283,33 @@ def ledger_show(
     for t in txs:
         click.echo(
             f"{t['created_at']}  {t['transaction_id']}  {t['tenant_id']}  {t.get('work_order_id') or '-':8}  "
-            f"{t['type']:<10} {int(t['amount_credits']):>10}  balance {t['balance_after']}  {t.get('note', '')}"
+            f"{t['type']:<10} {int(t['amount_credits']):>10}  balance {t['balance_after']}  "
+            f"{catalog.annotate(t.get('note', ''))}"
         )
         for it in items.get(t["transaction_id"], []):
-            label = it.get("promo_code") or it.get("note") or ""
+            label = it.get("promo_code") or catalog.annotate(it.get("note") or "")
             click.echo(
                 f"    {it['line_no']:>3} {it['kind']:<15} {it.get('module_id') or '':3} "
                 f"{int(it['amount_credits']):>10}  {label}"
             )
+
+
+def _check_known(app: AppContext, state, tenant_id: str | None, work_order_id: str | None) -> None:
+    """An id that names nothing is a mistake (exit 1), not an empty ledger."""
+    if tenant_id is not None and not (app.repo.tenant_dir(tenant_id) / "tenant.yml").is_file():
+        raise NotFound(f"tenant {tenant_id!r} not found (no tenants/{tenant_id}/tenant.yml)")
+    if work_order_id is None:
+        return
+    logged = any(r.get("work_order_id") == work_order_id for r in state.rows(bt.WORKORDERS_LOG))
+    if logged:
+        return
+    try:
+        app.repo.find_work_order(work_order_id)
+    except NotFound:
+        raise NotFound(
+            f"work order {work_order_id!r} not found (no file under tenants/*/workorders/ "
+            "and no history)"
+        ) from None
 
 
 @ledger_group.command("verify")

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from workmill.cli._common import CONTEXT_SETTINGS, AppContext, echo_json, json_option, pass_app
+from workmill.cli._common import (
+    CONTEXT_SETTINGS,
+    AppContext,
+    echo_json,
+    id_check,
+    json_option,
+    pass_app,
+)
 from workmill.errors import UsageError
 
 
@@ -46,6 +53,7 @@ def new_group() -> None:
 @click.option(
     "--category-id",
     required=True,
+    callback=id_check("category"),
     help="Registered category (two digits), e.g. 04; decides the module's reason codes.",
 )
 @click.option("--random", "random_id", is_flag=True, help="Random Base62 id, not the next number.")
@@ -82,12 +90,18 @@ def new_tenant_cmd(app: AppContext, name: str) -> None:
 
 
 @new_group.command("work-order", context_settings=CONTEXT_SETTINGS)
-@click.option("--tenant-id", required=True, help="Tenant that owns the work order.")
+@click.option(
+    "--tenant-id",
+    required=True,
+    callback=id_check("tenant"),
+    help="Tenant that owns the work order.",
+)
 @click.option(
     "--module-id",
     "module_ids",
     multiple=True,
     required=True,
+    callback=id_check("module"),
     help="Module to run (repeat); missing dependencies are added.",
 )
 @pass_app

@@ -15,11 +15,13 @@ from workmill.cli._common import (
     AppContext,
     echo_err,
     echo_json,
+    id_check,
     json_option,
+    make_console,
     pass_app,
     runtime_dir_option,
 )
-from workmill.errors import NotFound, SpecError, WorkmillError
+from workmill.errors import NotFound, UsageError, WorkmillError
 from workmill.orchestrator import (
     Plan,
     RunContext,
@@ -33,14 +35,32 @@ from workmill.orchestrator import (
     sharding,
     unsettled,
 )
-from workmill.orchestrator.progress import LiveReporter, Reporter, summary_table
+from workmill.orchestrator.progress import (
+    LiveReporter,
+    Reporter,
+    reason_label,
+    skipped_line,
+    summary_table,
+    touched,
+    with_reason_names,
+)
 from workmill.specs import RELEASE_TAG
 from workmill.state import BillingStore
 
 
 def _filters(f):
-    f = click.option("--work-order-id", default=None, help="Only this work order.")(f)
-    f = click.option("--tenant-id", default=None, help="Only this tenant's work orders.")(f)
+    f = click.option(
+        "--work-order-id",
+        default=None,
+        callback=id_check("work order"),
+        help="Only this work order.",
+    )(f)
+    f = click.option(
+        "--tenant-id",
+        default=None,
+        callback=id_check("tenant"),
+        help="Only this tenant's work orders.",
+    )(f)
     return f
 
 
@@ -53,21 +73,67 @@ def _ctx(app: AppContext, runtime_dir, as_json: bool, **opts) -> RunContext:
     )
 
 
-def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
-    rows = result.summary_rows()
-    if as_json:
-        echo_json({"dry_run": result.dry_run, "work_orders": rows})
-        return
-    console = Console()
-    if not rows:
-        console.print("no work orders to process")
-        return
-    console.print(summary_table(rows))
+def _rows(result: RunResult, ctx: RunContext) -> list[dict]:
+    """Summary rows with reason names, and each module's times and log files."""
+    from workmill.history import module_logs_dir
+    from workmill.reasons import catalog_for_display, name_of
+
+    names = name_of(catalog_for_display(ctx.repo.maintenance_dir))
+    rows = with_reason_names(result.summary_rows(), names)
     for r in rows:
-        if r["status"] in {"REJECTED", "INVALID", "BUSY"} and r["message"]:
-            console.print(f"[dim]{r['work_order_id']}: {r['message']}[/]", highlight=False)
+        for m in r["modules"]:
+            if isinstance(m, dict):
+                logs = module_logs_dir(
+                    ctx.runtime_dir, r["tenant_id"], r["work_order_id"], m["module_id"]
+                )
+                m["logs_dir"] = str(logs) if logs.is_dir() else None
+                m["logs"] = sorted(str(p) for p in logs.glob("step-*.log"))
+    return rows
+
+
+def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
+    rows = _rows(result, ctx)
+    if as_json:
+        echo_json(
+            {
+                "dry_run": result.dry_run,
+                "work_orders": rows,
+                "not_run": len(rows) - len(touched(rows)),
+            }
+        )
+        return
+    _print_summary(rows, make_console())
     for w in ctx.reporter.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        make_console().print(f"[yellow]warning:[/] {w}")
+
+
+def _print_summary(rows: list[dict], console: Console) -> None:
+    """The table of work orders this run touched, why any was refused or failed (with the
+    log to read), and a count of those it did not run."""
+    shown = touched(rows)
+    if shown:
+        console.print(summary_table(shown))
+    elif not rows:
+        console.print("no work orders to process")
+    for r in shown:
+        wo = r["work_order_id"]
+        if r["status"] in {"REJECTED", "INVALID", "BUSY", "UNSETTLED"} and r["message"]:
+            label = reason_label(r)
+            why = f"{label}: {r['message']}" if label else r["message"]
+            console.print(f"{wo} {r['status']}: {why}", highlight=False, soft_wrap=True)
+        for m in r["modules"]:
+            if isinstance(m, dict) and m["status"] == "FAILED":
+                console.print(
+                    f"{wo} module {m['module_id']} FAILED {reason_label(m)}: "
+                    f"{m['message'] or 'no message'}\n    log: {m['logs_dir'] or '(none kept)'}"
+                    f"  (workmill logs {wo} {m['module_id']})",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    line = skipped_line(rows)
+    if line:
+        hint = " (`workmill history` lists them)" if "processed" in line else ""
+        console.print(line + hint, highlight=False, soft_wrap=True)
 
 
 @click.command("run")
@@ -265,7 +331,9 @@ def _release_info(store, tag: str) -> dict:
 
 
 @release_group.command("list")
-@click.option("--tenant-id", default=None, help="Only this tenant's releases.")
+@click.option(
+    "--tenant-id", default=None, callback=id_check("tenant"), help="Only this tenant's releases."
+)
 @json_option
 @pass_app
 def release_list(app: AppContext, tenant_id, as_json):
@@ -313,7 +381,7 @@ def release_download(app: AppContext, tag: str, dest: Path):
     """
     m = RELEASE_TAG.fullmatch(tag)
     if not m:
-        raise SpecError.at("TAG", f"{tag!r} is not a work-order release tag wo-<tenant>-<wo>")
+        raise UsageError(f"TAG: {tag!r} is not a work-order release tag wo-<tenant>-<wo>")
     store = BillingStore.open(app.repo).releases
     if not store.tag_exists(tag):
         raise NotFound(f"release {tag} not found")
@@ -338,11 +406,15 @@ def release_download(app: AppContext, tag: str, dest: Path):
     "target",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to copy the example repo (default: a fresh ./workmill-demo-* directory).",
+    help="Where to copy the example repo (default: a fresh workmill-demo-* folder in the "
+    "system temp dir).",
 )
 @json_option
 def demo_cmd(target: Path | None, as_json: bool):
     """Copy the example platform repo, compile, bootstrap, top up, run, and show the results.
+
+    Some work orders fail or are rejected on purpose (each shows one billing rule);
+    the demo says which, and exits 1 only if an outcome differs from demo.yml.
 
     Example:
 
@@ -352,34 +424,44 @@ def demo_cmd(target: Path | None, as_json: bool):
 
     show = not as_json and Console(stderr=True).is_terminal
     out = run_demo(target, LiveReporter() if show else Reporter())
-    rows = out.result.summary_rows()
+    ctx = RunContext(out.repo, RunOptions())
+    rows = _rows(out.result, ctx)
     if as_json:
         echo_json(
             {
                 "repo": str(out.repo.root),
                 "work_orders": rows,
                 "balances": out.balances,
+                "deliberate": out.deliberate,
                 "mismatches": out.mismatches,
             }
         )
     else:
-        console = Console()
-        console.print(summary_table(rows))
-        console.print("balances: " + ", ".join(f"{t} {b}" for t, b in out.balances.items()))
-        r = out.repo.root
-        console.print(f"\nThe demo platform repo is at [bold]{r}[/]. Look at:", highlight=False)
-        for line in (
-            f"  workmill --repo {r} ledger show          the SPEND/REFUND ledger",
-            f"  workmill --repo {r} release list         published artifacts",
-            f"  workmill --repo {r} cache list           cached outputs",
-            f"  workmill --repo {r} ledger verify        the audit",
-            f"  {r}/runtime/                     module workspaces, outputs and step logs",
-        ):
-            console.print(line, highlight=False)
+        _print_demo(out, rows)
     if out.mismatches:
         for m in out.mismatches:
             click.echo(f"error: demo outcome differs from demo.yml: {m}", err=True)
         raise click.exceptions.Exit(1)
+
+
+def _print_demo(out, rows: list[dict]) -> None:
+    console = make_console()
+    _print_summary(rows, console)
+    console.print("balances: " + ", ".join(f"{t} {b}" for t, b in out.balances.items()))
+    if out.deliberate and not out.mismatches:
+        console.print("\nThese failures and rejections are deliberate (see demo.yml):")
+        for wo, why in out.deliberate.items():
+            console.print(f"  {wo}: {why}", highlight=False)
+    r = out.repo.root
+    console.print(f"\nThe demo platform repo is at [bold]{r}[/]. Try:", highlight=False)
+    for cmd, what in (
+        ("history", "what ran, with reasons"),
+        ("logs A4Strct1 006", "the step log of a failed module"),
+        ("ledger show", "the SPEND/REFUND ledger"),
+        ("release list", "published artifacts"),
+        ("ledger verify", "the audit"),
+    ):
+        console.print(f"  workmill --repo {r} {cmd:<20} # {what}", highlight=False)
 
 
 COMMANDS: list[click.Command] = [

@@ -1,4 +1,4 @@
-"""The orchestrator (SPEC §7, §10, §11): plan → execute → settle.
+"""The orchestrator (docs/reference.md "Statuses", "Billing rules"): plan → execute → settle.
 
 Library use::
 
@@ -99,6 +99,9 @@ class RunResult:
                             "cache_hit": m.cache_hit,
                             "artifacts": [p.filename for p in m.published],
                             "message": m.message,
+                            "started_at": m.started_at,
+                            "finished_at": m.finished_at,
+                            "duration_ms": m.duration_ms,
                         }
                         for m in s.modules
                     ],

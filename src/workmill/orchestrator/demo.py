@@ -35,12 +35,14 @@ class DemoResult:
     result: RunResult
     balances: dict[str, int]
     mismatches: list[str] = field(default_factory=list)
+    # work order -> why demo.yml expects it to fail or be rejected (the deliberate ones)
+    deliberate: dict[str, str] = field(default_factory=dict)
 
 
 def prepare(target: Path | None) -> PlatformRepo:
     if target is None:
-        target = Path(tempfile.mkdtemp(prefix="workmill-demo-", dir=Path.cwd()))
-        target.rmdir()
+        # a fresh folder under the system temp dir: the demo never litters the cwd
+        target = Path(tempfile.mkdtemp(prefix="workmill-demo-"))
     if target.exists() and any(target.iterdir()):
         raise SpecError.at(str(target), "directory exists and is not empty; pick another --dir")
     shutil.copytree(
@@ -76,6 +78,9 @@ def run_demo(target: Path | None, reporter: Reporter | None = None) -> DemoResul
     mismatches = []
     got = {r["work_order_id"]: r for r in result.summary_rows()}
     catalog = ctx.catalog
+    deliberate = {
+        e["work_order_id"]: str(e["why"]) for e in demo.get("expected", []) if e.get("why")
+    }
     for exp in demo.get("expected", []):
         wo = exp["work_order_id"]
         row = got.get(wo)
@@ -92,4 +97,4 @@ def run_demo(target: Path | None, reporter: Reporter | None = None) -> DemoResul
             mismatches.append(
                 f"balance of {tenant}: expected {want_balance}, got {balances.get(tenant, 0)}"
             )
-    return DemoResult(repo, result, balances, mismatches)
+    return DemoResult(repo, result, balances, mismatches, deliberate)

@@ -80,11 +80,53 @@ class LiveReporter(Reporter):
         self._progress.stop()
 
 
+# Decisions that touched nothing: counted under the table, not listed in it.
+NOT_TOUCHED = ("SKIPPED", "DISABLED")
+
+
+def reason_label(row: dict[str, Any]) -> str:
+    """``103002001 BAD_INPUT`` when the row carries a name, else the bare code."""
+    code = row.get("reason_code") or ""
+    name = row.get("reason_name") or ""
+    return f"{code} {name}" if code and name else code
+
+
+def with_reason_names(rows: list[dict[str, Any]], name_of: Any) -> list[dict[str, Any]]:
+    """Rows (and their modules) with ``reason_name`` beside every ``reason_code``;
+    ``name_of(code)`` returns the name or ``""``."""
+    out = []
+    for r in rows:
+        r = {**r, "reason_name": name_of(r.get("reason_code") or "")}
+        if r.get("modules") and isinstance(r["modules"][0], dict):
+            r["modules"] = [
+                {**m, "reason_name": name_of(m.get("reason_code") or "")} for m in r["modules"]
+            ]
+        out.append(r)
+    return out
+
+
+def touched(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["status"] not in NOT_TOUCHED]
+
+
+def skipped_line(rows: list[dict[str, Any]]) -> str:
+    """``9 work order(s) not run: 8 already processed, 1 disabled`` (empty when none)."""
+    counts = Counter(r["status"] for r in rows if r["status"] in NOT_TOUCHED)
+    if not counts:
+        return ""
+    parts = []
+    if counts["SKIPPED"]:
+        parts.append(f"{counts['SKIPPED']} already processed")
+    if counts["DISABLED"]:
+        parts.append(f"{counts['DISABLED']} disabled")
+    return f"{sum(counts.values())} work order(s) not run: {', '.join(parts)}"
+
+
 def summary_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="workmill run", show_lines=False)
     for col in ("work order", "tenant", "status", "reason", "spend", "refund", "module time"):
         right = col in {"spend", "refund", "module time"}
-        table.add_column(col, justify="right" if right else "left")
+        table.add_column(col, justify="right" if right else "left", no_wrap=col != "reason")
     style = {
         "COMPLETED": "green",
         "PARTIALLY_COMPLETED": "yellow",
@@ -99,7 +141,7 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
             r["work_order_id"],
             r["tenant_id"],
             f"[{style.get(st, 'white')}]{st}[/]",
-            r.get("reason_code") or "",
+            reason_label(r),
             "" if r.get("spend_credits") is None else str(r["spend_credits"]),
             "" if r.get("refund_credits") is None else str(r["refund_credits"]),
             "" if dur is None else f"{dur / 1000:.2f}s",
