@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import FIXED_NOW
 from workmill import clock
 from workmill.billing_tables import CACHE_INDEX
@@ -115,6 +117,12 @@ def test_list_cache__joins_backend_and_index(tmp_path):
 
 
 # ---------------------------------------------------------------- CLI end to end
+
+
+@pytest.fixture(autouse=True)
+def _platform_repo(tmp_path):
+    """The CLI runs only inside a platform repo (a folder with workmill.yml)."""
+    (tmp_path / "workmill.yml").write_text("store: local\n")
 
 
 def test_cli_cache_prune__dry_run_then_delete(tmp_path, cli):
