@@ -260,3 +260,18 @@ def test_console__fast_reader_reads_what_the_strict_parser_reads(rows):
     _, strict = parse_table(data, "t.csv", columns)
     fast = list(_chunk_rows(data.decode("utf-8"), ("c", "a"), "t.csv"))
     assert fast == [(r["c"], r["a"]) for r in strict]
+
+
+def test_console__pages_workflow_is_off_by_default_and_warns_it_can_be_public():
+    from workmill.github import workflow_templates
+    from workmill.yamlio import parse_yaml
+
+    text = workflow_templates()["console-pages.yml"]
+    doc = parse_yaml(text, "console-pages.yml").data
+    assert doc.get("on", doc.get("true")) == {"workflow_dispatch": None}
+    assert "can be PUBLIC even when this repository is private" in text
+    assert doc["permissions"] == {"contents": "read"}
+    assert doc["jobs"]["build"].get("permissions") is None
+    assert doc["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    steps = doc["jobs"]["build"]["steps"]
+    assert any(s.get("run") == "workmill console build --out site" for s in steps)

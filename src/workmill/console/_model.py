@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from workmill.errors import StateError
 from workmill.ledger.records import TxType
 from workmill.orchestrator.statuses import ModuleStatus, WorkOrderStatus
 
@@ -106,13 +107,6 @@ class RunRow(NamedTuple):
     duration_ms: str
 
 
-def _int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
 @dataclass
 class MonthTotals:
     topup: int = 0
@@ -142,52 +136,61 @@ class LedgerFold:
 def fold_ledger(cells: Iterable[tuple[str, ...]], window: int) -> LedgerFold:
     """One pass over the transactions: per-month and per-tenant sums, the recent window.
 
+    The loop only adds into one dict keyed by (month, tenant, type); the
+    per-month and per-tenant figures are folded from its few thousand keys.
     SPEND amounts are negative in the ledger; the console shows credits spent as
     a positive figure.
     """
-    out = LedgerFold(recent=deque(maxlen=max(window, 0)))
-    months, tenants, recent = out.months, out.tenants, out.recent
+    sums: dict[tuple[str, str, str], int] = {}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    recent: deque[tuple[str, ...]] = deque(maxlen=max(window, 0))
     n = 0
-    for c in cells:
-        n += 1
-        amount = _int(c[4])
-        kind = c[3]
-        month = months.get(c[6][:7])
-        if month is None:
-            month = months[c[6][:7]] = MonthTotals()
-        t = tenants.get(c[1])
-        if t is None:
-            t = tenants[c[1]] = TenantTotals()
-        t.transactions += 1
-        if kind == TxType.SPEND:
-            month.spent -= amount
-            t.spent -= amount
-        elif kind == TxType.REFUND:
-            month.refunded += amount
-            t.refunded += amount
-        elif kind == TxType.TOPUP:
-            month.topup += amount
-            t.topup += amount
-        else:
-            month.adjusted += amount
-        if window:
-            recent.append(c)  # type: ignore[arg-type]
-    out.total = n
-    out.recent = deque((_tx(c) for c in recent), maxlen=recent.maxlen)
+    try:
+        for n, c in enumerate(cells, start=1):  # noqa: B007 - n is the row count
+            key = (c[6][:7], c[1], c[3])
+            sums[key] = sums.get(key, 0) + int(c[4])
+            counts[key] += 1
+            recent.append(c)
+    except ValueError as exc:
+        raise StateError(f"transactions.csv: amount_credits is not an integer ({exc})") from exc
+    out = LedgerFold(total=n)
+    for (month, tenant, kind), amount in sorted(sums.items()):
+        mt = out.months.setdefault(month, MonthTotals())
+        tt = out.tenants.setdefault(tenant, TenantTotals())
+        tt.transactions += counts[month, tenant, kind]
+        _add(mt, tt, kind, amount)
+    try:
+        out.recent = deque((_tx(c) for c in recent), maxlen=recent.maxlen)
+    except ValueError as exc:
+        raise StateError(f"transactions.csv: balance_after is not an integer ({exc})") from exc
     return out
 
 
+def _add(mt: MonthTotals, tt: TenantTotals, kind: str, amount: int) -> None:
+    if kind == TxType.SPEND:
+        mt.spent -= amount
+        tt.spent -= amount
+    elif kind == TxType.REFUND:
+        mt.refunded += amount
+        tt.refunded += amount
+    elif kind == TxType.TOPUP:
+        mt.topup += amount
+        tt.topup += amount
+    else:
+        mt.adjusted += amount
+
+
 def _tx(c) -> Tx:
-    return Tx(c[0], c[1], c[2], c[3], _int(c[4]), _int(c[5]), c[6], c[7], c[8], c[9])
+    return Tx(c[0], c[1], c[2], c[3], int(c[4]), int(c[5] or 0), c[6], c[7], c[8], c[9])
 
 
 def latest_log_rows(cells: Iterable[tuple[str, ...]]) -> dict[str, LogRow]:
     """The last log row of each work order, ordered by when that row was written (oldest first)."""
-    out: dict[str, LogRow] = {}
-    for c in cells:
-        out.pop(c[0], None)
-        out[c[0]] = LogRow(*c)
-    return out
+    last: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for i, c in enumerate(cells):
+        last[c[0]] = (i, c)
+    ordered = sorted(last.values())
+    return {c[0]: LogRow._make(c) for _, c in ordered}
 
 
 @dataclass
@@ -229,31 +232,39 @@ class RunFold:
 
 
 def fold_runs(cells: Iterable[tuple[str, ...]], keep: set[str]) -> RunFold:
-    """Per-module statistics over every run; the runs of the work orders in ``keep``."""
+    """Per-module statistics over every run; the runs of the work orders in ``keep``.
+
+    The loop counts (module, status, reuse, cache hit) keys; the statistics are
+    folded from those few keys afterwards.
+    """
     out = RunFold()
-    for c in cells:
-        out.total += 1
-        s = out.modules.get(c[3])
-        if s is None:
-            s = out.modules[c[3]] = ModuleStats()
-        s.runs += 1
-        s.versions.add(c[4])
-        status = c[5]
-        if status == ModuleStatus.SKIPPED:
-            s.skipped += 1
-        else:
-            s.durations.append(_int(c[12]))
-            if c[7] in CACHE_LOOKUP_REUSE:
-                s.cache_lookups += 1
-                s.cache_hits += c[8] == "true"
-        if status == ModuleStatus.FAILED:
-            s.failed += 1
-        elif status == ModuleStatus.COMPLETED_WITH_EXCEPTION:
-            s.with_exception += 1
-        if c[6]:
-            out.reasons[c[6]] += 1
-        if c[1] in keep:
-            out.by_work_order.setdefault(c[1], []).append(RunRow(*c))
+    kinds: Counter[tuple[str, str, str, str, str]] = Counter()
+    durations: dict[str, list[int]] = {}
+    reasons = out.reasons
+    try:
+        for c in cells:
+            kinds[c[3], c[4], c[5], c[7], c[8]] += 1
+            if c[5] != ModuleStatus.SKIPPED:
+                durations.setdefault(c[3], []).append(int(c[12] or 0))
+            if c[6]:
+                reasons[c[6]] += 1
+            if c[1] in keep:
+                out.by_work_order.setdefault(c[1], []).append(RunRow._make(c))
+    except ValueError as exc:
+        raise StateError(f"module_runs_log.csv: duration_ms is not an integer ({exc})") from exc
+    for (module, version, status, reuse, hit), n in kinds.items():
+        s = out.modules.setdefault(module, ModuleStats())
+        out.total += n
+        s.runs += n
+        s.versions.add(version)
+        s.skipped += n if status == ModuleStatus.SKIPPED else 0
+        s.failed += n if status == ModuleStatus.FAILED else 0
+        s.with_exception += n if status == ModuleStatus.COMPLETED_WITH_EXCEPTION else 0
+        if status != ModuleStatus.SKIPPED and reuse in CACHE_LOOKUP_REUSE:
+            s.cache_lookups += n
+            s.cache_hits += n if hit == "true" else 0
+    for module, values in durations.items():
+        out.modules[module].durations = values
     return out
 
 
@@ -293,7 +304,8 @@ def gantt_bars(runs: list[RunRow], names: dict[str, str]) -> tuple[list[GanttBar
         except UsageError:
             start = None
         if start is not None:
-            timed.append((r, start, max(_int(r.duration_ms), 0)))
+            ms = r.duration_ms
+            timed.append((r, start, max(int(ms), 0) if ms.isdigit() else 0))
     if not timed:
         return [], 0
     t0 = min(s for _, s, _ in timed)

@@ -150,9 +150,12 @@ def write_tenants(w: SiteWriter) -> None:
     by_tenant: dict[str, list[m.Tx]] = {}
     for tx in reversed(d.ledger.recent):
         by_tenant.setdefault(tx.tenant_id, []).append(tx)
+    promos_of: dict[str, list[dict[str, str]]] = {}
+    for r in d.redemptions:
+        promos_of.setdefault(r.get("tenant_id", ""), []).append(r)
     for t in tenants:
         rows = by_tenant.get(t, [])
-        promos = [r for r in d.redemptions if r.get("tenant_id") == t]
+        promos = promos_of.get(t, [])
         topups = [tx for tx in rows if tx.type == m.TxType.TOPUP]
         for page in paginate(rows, d.options.page_size):
             w.write(

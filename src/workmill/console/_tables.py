@@ -19,6 +19,7 @@ import contextlib
 import csv
 import gc
 import io
+import itertools
 from collections.abc import Iterator, Sequence
 from operator import itemgetter
 
@@ -51,43 +52,43 @@ def _picker(header: Sequence[str], columns: Sequence[str], where: str):
     return itemgetter(*idx)
 
 
-def _chunk_rows(text: str, columns: Sequence[str], where: str) -> Iterator[Cells]:
+def _chunk_rows(text: str, columns: Sequence[str], where: str) -> list[Cells]:
     if '"' in text or "\r" in text:
         reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         try:
             header = [h.strip() for h in next(reader, [])]
             pick = _picker(header, columns, where)
+            out = []
             for cells in reader:
                 if cells and len(cells) == len(header):
-                    yield pick(cells)
+                    out.append(pick(cells))
                 elif cells and cells != [""]:
                     raise StateError(f"{where}: line {reader.line_num} is ragged")
         except csv.Error as exc:
             raise StateError(f"{where}: invalid CSV: {exc}") from exc
-        return
+        return out
     lines = text.split("\n")
     header = [h.strip() for h in lines[0].split(",")]
     pick = _picker(header, columns, where)
     width = len(header)
-    for n, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
-        cells = line.split(",")
-        if len(cells) != width:
-            raise StateError(f"{where}: line {n} has {len(cells)} cells, header has {width}")
-        yield pick(cells)
+    rows = [line.split(",") for line in lines[1:] if line]
+    if rows and set(map(len, rows)) != {width}:  # the rare error path may be slow
+        bad = next(i for i, cells in enumerate(rows) if len(cells) != width)
+        raise StateError(f"{where}: row {bad + 1} has {len(rows[bad])} cells, header has {width}")
+    return list(map(pick, rows))
 
 
 def table_cells(state: BillingState, table: str, columns: Sequence[str]) -> Iterator[Cells]:
     """``columns`` of every stored row of ``table``, in stored (commit) order."""
+    return itertools.chain.from_iterable(_chunks(state, table, columns))
+
+
+def _chunks(state: BillingState, table: str, columns: Sequence[str]) -> Iterator[list[Cells]]:
     ref = state.manifest.tables.get(table)
     if ref is None:
         return
     if not ref.partitioned:
-        pick = itemgetter(*columns)
-        for row in state.stored_rows(table):
-            cells = pick({c: "" for c in columns} | row)
-            yield cells if isinstance(cells, tuple) else (cells,)
+        yield [tuple(row.get(c, "") for c in columns) for row in state.stored_rows(table)]
         return
     for p in sorted(ref.partitions, key=lambda p: p.key):
         where = f"billing state {table} ({p.asset})"
@@ -95,4 +96,4 @@ def table_cells(state: BillingState, table: str, columns: Sequence[str]) -> Iter
             text = state.raw_asset(p.asset).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StateError(f"{where}: not UTF-8 (byte {exc.start})") from exc
-        yield from _chunk_rows(text, columns, where)
+        yield _chunk_rows(text, columns, where)

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from workmill.fsio import atomic_write_text
 
-WORKFLOW_NAMES = ("maintenance", "orchestrator", "run-module", "cache-prune", "admin-topup")
+WORKFLOW_NAMES = (
+    "maintenance",
+    "orchestrator",
+    "run-module",
+    "cache-prune",
+    "admin-topup",
+    "console-pages",
+)
 TARGET_DIR = ".github/workflows"
 
 
