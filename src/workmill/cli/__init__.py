@@ -42,6 +42,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "console": ("_console", "Build the static operator console (HTML) from the billing state."),
     "history": ("_ops", "List processed work orders: status, reason, spend, refund, time."),
     "logs": ("_ops", "Print the step logs of a work order's module runs."),
+    "dashboard": ("_dashboard", "The status dashboard: one comment per commit, updated in place."),
 }
 
 

@@ -93,6 +93,10 @@ def _rows(result: RunResult, ctx: RunContext) -> list[dict]:
 
 def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
     rows = _rows(result, ctx)
+    if not result.dry_run:  # docs/reference.md "Status dashboard"
+        from workmill.cli._dashboard import report_run
+
+        report_run(ctx.repo, rows)
     if as_json:
         echo_json(
             {
