@@ -39,10 +39,10 @@ STAMP = "2026-11-23T12:00:00+00:00"
 def _repo(tmp_path: Path, stages: list[str] | None = None) -> Path:
     root = tmp_path / "platform"
     root.mkdir()
+    text = "store: local\n"
     if stages is not None:
-        (root / "workmill.yml").write_text(
-            "dashboard:\n  stages: [" + ", ".join(stages) + "]\n", encoding="utf-8"
-        )
+        text += "dashboard:\n  stages: [" + ", ".join(stages) + "]\n"
+    (root / "workmill.yml").write_text(text, encoding="utf-8")
     return root
 
 
