@@ -126,11 +126,19 @@ def test_run__statuses_billing_promos_and_rejections(cli, repo, tmp_path):
         assert item["filename"].startswith(f"{T1}-w1aaaaaa-{item['module_id']}-".lower())
         assert set(item) >= {"module_version", "item_id", "source_name", "sha256", "content_type"}
 
-    # processed once: a second run charges nothing more
+    # processed once: a second run charges nothing more; rejected ones are planned again,
+    # show their reason again, and log nothing new (neither reason nor file changed)
     again = _run(cli, repo)
-    assert all(r["status"] in {"SKIPPED", "DISABLED"} for r in again.values())
+    rejected = {"W4aaaaaa", "W5aaaaaa", "W6aaaaaa", "W7aaaaaa", "WAaaaaaa"}
+    assert {wo for wo, r in again.items() if r["status"] == "REJECTED"} == rejected
+    assert again["W5aaaaaa"]["reason_code"] == codes["INSUFFICIENT_CREDITS"]
+    assert again["W5aaaaaa"]["reason_name"] == "INSUFFICIENT_CREDITS"
+    assert "costs 10" in again["W5aaaaaa"]["message"]
+    others = {wo: r["status"] for wo, r in again.items() if wo not in rejected}
+    assert set(others.values()) <= {"SKIPPED", "DISABLED"}, others
     t2 = read_state(cli, repo, tmp_path)
     assert len(t2["transactions.csv"]) == len(t["transactions.csv"])
+    assert len(t2["workorders_log.csv"]) == len(t["workorders_log.csv"])
 
 
 def test_run__release_reuse_cross_tenant_allow_deny_and_tamper(cli, repo, tmp_path):
@@ -291,7 +299,7 @@ def test_run__kill9_mid_run_is_finished_by_next_run(cli, repo, tmp_path):
         repo,
         T1,
         "K1aaaaaa",
-        [{"module_id": "001"}, {"module_id": "004", "params": {"secs": 30}}],
+        [{"module_id": "001"}, {"module_id": "004", "params": {"secs": 3}}],
     )
     prepare(cli, repo, {T1: 100})
     proc = _popen_run(repo)
@@ -307,12 +315,6 @@ def test_run__kill9_mid_run_is_finished_by_next_run(cli, repo, tmp_path):
     assert [r["status"] for r in t["workorders_log.csv"]] == ["RUNNING"]
     assert len(_txs(t, "K1aaaaaa", "SPEND")) == 1 and not _txs(t, "K1aaaaaa", "REFUND")
 
-    (repo / "tenants" / T1 / "workorders" / "K1aaaaaa.yml").write_text(
-        (repo / "tenants" / T1 / "workorders" / "K1aaaaaa.yml").read_text()
-    )
-    plan = json.loads((repo / "runtime" / T1 / "K1aaaaaa" / "plan.json").read_text())
-    plan["modules"][1]["params"] = {"secs": 0}  # let the resumed run finish quickly
-    (repo / "runtime" / T1 / "K1aaaaaa" / "plan.json").write_text(json.dumps(plan))
     rows = _run(cli, repo)
     assert rows["K1aaaaaa"]["status"] == "COMPLETED"
     lines = [json.loads(x) for x in journal.read_text().splitlines()]

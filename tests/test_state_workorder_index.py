@@ -270,7 +270,8 @@ def test_cli__ledger_verify_reports_a_tampered_index(cli, store):
     ref = store.read_manifest(store.head_revision()).tables[WORKORDER_INDEX]
     part = next(p for p in ref.partitions if p.group == wi.bucket(WO_A))
     data = store.releases.read_asset(store.tag, part.asset)
-    forged = data + f"{WO_B},log,{WO_B},{TENANT},COMPLETED{',' * 8}\n".encode()
+    pad = "," * (len(wi.WORKORDER_INDEX_COLUMNS) - 5)
+    forged = data + f"{WO_B},log,{WO_B},{TENANT},COMPLETED{pad}\n".encode()
 
     def change(tables):
         new = _put(store, "t-r000000099-forged1-workorder_index--y.csv", forged)

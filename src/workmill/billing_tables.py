@@ -18,6 +18,9 @@ WORKORDERS_LOG = "workorders_log.csv"
 MODULE_RUNS_LOG = "module_runs_log.csv"
 RELEASES_MAP = "github_releases_map.csv"
 ASSETS_MAP = "github_assets_map.csv"
+# What a SPEND paid for (docs/schemas.md "Recorded plans"): written in the SPEND's commit,
+# read by every resume so a charged work order runs its paid plan whatever its file says now.
+WORKORDER_PLANS = "workorder_plans.csv"
 STATE_MANIFEST = "state_manifest.json"
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -120,7 +123,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
     ),
     ASSETS_MAP: ("asset_id", "release_id", "asset_name", "github_asset_id", "sha256", "size_bytes"),
+    WORKORDER_PLANS: (
+        "work_order_id",
+        "tenant_id",
+        "spend_transaction_id",
+        "created_at",
+        "plan_sha256",
+        "plan",
+    ),
 }
+# Optional columns workmill writes after the required ones (older rows lack them):
+# a REJECTED row's work-order file hash, so an unchanged file is not logged again.
+LOG_CONTENT_SHA256 = "content_sha256"
 
 # Tables only workmill appends to (partitioned by month in the store); the rest are
 # small and rewritten whole.
@@ -132,6 +146,7 @@ APPEND_ONLY = (
     MODULE_RUNS_LOG,
     RELEASES_MAP,
     ASSETS_MAP,
+    WORKORDER_PLANS,
 )
 # Tables an operator edits by hand and pushes (`workmill state push`).
 ADMIN_EDITABLE = (PRICING, PROMOTIONS, TOPUP_METHODS, CACHE_INDEX)

@@ -7,8 +7,25 @@ line and exit with the right code, never a traceback.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (newlines too): a hostile value quoted
+    in a message cannot forge extra lines or terminal escapes."""
+    return "".join(
+        ch
+        if ch == "\t" or (unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def printable(text: str) -> str:
+    """Like ``one_line`` but keeps the newlines a message puts there itself (one problem a line)."""
+    return "\n".join(one_line(line) for line in text.split("\n"))
 
 
 class WorkmillError(Exception):

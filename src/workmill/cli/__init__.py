@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-import unicodedata
 
 import click
 
 from workmill import __version__
 from workmill.cli._common import CONTEXT_SETTINGS, REPO_HELP, AppContext, add_repo_option
 from workmill.errors import SpecError, WorkmillError
+from workmill.errors import printable as _printable
 
 # command name -> (module under workmill.cli, one-line help shown by `workmill -h`).
 # A new command: add its module's COMMANDS and one row here.
@@ -91,20 +91,6 @@ def cli(ctx: click.Context, repo: str | None) -> None:
     app = ctx.ensure_object(AppContext)
     if repo is not None:
         app.repo_arg = repo
-
-
-def _printable(text: str) -> str:
-    """Escape control characters (other than the newlines we put there ourselves), so a
-    hostile name in a message cannot forge extra lines or terminal escapes."""
-    return "\n".join(
-        "".join(
-            ch
-            if ch == "\t" or (unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029")
-            else ch.encode("unicode_escape").decode("ascii")
-            for ch in line
-        )
-        for line in text.split("\n")
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,7 +163,18 @@ def run_cmd(app, tenant_id, work_order_id, dry_run, max_parallel, runtime_dir, a
         dry_run=dry_run,
         max_parallel=max_parallel,
     )
-    _print(run(ctx), as_json, ctx)
+    result = run(ctx)
+    _print(result, as_json, ctx)
+    _fail_if_unsettled(result)
+
+
+def _fail_if_unsettled(result: RunResult) -> None:
+    """Exit 1 naming each charged work order this command had to leave RUNNING."""
+    waiting = unsettled(result)
+    for d in waiting:
+        echo_err(f"error: {d.tenant_id}/{d.work_order_id} not settled: {d.message}")
+    if waiting:
+        raise click.exceptions.Exit(1)
 
 
 def _plan_path_option(f):
@@ -302,11 +313,7 @@ def settle_cmd(app, plan_file, shards, runtime_dir, as_json):
     ctx = _ctx(app, runtime_dir, True)
     result = settle_plan(ctx, _read_plan(ctx, plan_file), shards)
     _print(result, as_json, ctx)
-    waiting = unsettled(result)
-    for d in waiting:
-        echo_err(f"error: {d.tenant_id}/{d.work_order_id} not settled: {d.message}")
-    if waiting:
-        raise click.exceptions.Exit(1)
+    _fail_if_unsettled(result)
 
 
 @click.group("release")

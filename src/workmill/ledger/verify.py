@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from workmill import billing_tables as bt
 from workmill import clock, ids
+from workmill.errors import one_line
 from workmill.ledger.records import ItemKind, RedemptionEvent, TxType
 
 Row = Mapping[str, str]
@@ -28,8 +29,9 @@ class Violation:
     rows: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        # rows quote stored values verbatim: one violation must stay one line
         where = f" [{'; '.join(self.rows)}]" if self.rows else ""
-        return f"{self.check}: {self.message}{where}"
+        return one_line(f"{self.check}: {self.message}{where}")
 
 
 @dataclass

@@ -16,12 +16,10 @@ from typing import Any
 from workmill.orchestrator import shard_receipts, sharding
 from workmill.orchestrator.context import RunContext, RunOptions
 from workmill.orchestrator.executing import execute
-from workmill.orchestrator.planning import plan
+from workmill.orchestrator.planning import UNSETTLED, plan
 from workmill.orchestrator.records import Decision, ModuleOutcome, Plan, journal_path, read_journal
-from workmill.orchestrator.settling import Settled, settle
+from workmill.orchestrator.settling import Settled, paid_plan, settle
 from workmill.orchestrator.sharding import ShardSpec, shard_plan
-
-UNSETTLED = "UNSETTLED"  # a decision: charged, executed elsewhere, results not here yet
 
 __all__ = [
     "Plan",
@@ -57,6 +55,7 @@ class RunResult:
                     "tenant_id": d.tenant_id,
                     "status": d.status,
                     "reason_code": d.reason_code,
+                    "reason_name": d.reason_name,
                     "message": d.message,
                     "spend_credits": None,
                     "refund_credits": None,
@@ -86,7 +85,8 @@ class RunResult:
                     "tenant_id": s.tenant_id,
                     "status": s.status,
                     "reason_code": s.reason_code,
-                    "message": s.refund_note,
+                    "reason_name": "",
+                    "message": "; ".join(x for x in (s.note, s.refund_note) if x),
                     "spend_credits": s.spend_credits,
                     "refund_credits": s.refund_credits,
                     "duration_ms": s.duration_ms,
@@ -120,10 +120,20 @@ def _claim_for(ctx: RunContext, p: Plan) -> None:
             raise RuntimeError(f"work order {wo.work_order_id} is held by another live process")
 
 
+def _paid(ctx: RunContext, p: Plan) -> Plan:
+    """The plan with each work order as its SPEND recorded it (a plan file passed between
+    machines is a copy: what runs is what was paid for)."""
+    if not p.work_orders:
+        return p
+    state = ctx.store.load()
+    return p.model_copy(update={"work_orders": [paid_plan(state, wo) for wo in p.work_orders]})
+
+
 def execute_plan(
     ctx: RunContext, p: Plan, shard: ShardSpec | None = None
 ) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
     """Execute the plan, or only shard ``(K, N)`` of it (a receipt tells settle it finished)."""
+    p = _paid(ctx, p)
     if shard is None:
         _claim_for(ctx, p)
         return execute(ctx, p)
@@ -197,8 +207,20 @@ def run(ctx: RunContext) -> RunResult:
 
 
 def unsettled(result: RunResult) -> list[Decision]:
-    """Work orders a sharded settle had to leave RUNNING (their shard's results are missing)."""
-    return [d for d in result.decisions if d.status == UNSETTLED]
+    """Charged work orders this run had to leave RUNNING: a shard's results are missing,
+    or the work order's billing record could not be settled (each with why)."""
+    out = [d for d in result.decisions if d.status == UNSETTLED]
+    out += [
+        Decision(
+            tenant_id=s.tenant_id,
+            work_order_id=s.work_order_id,
+            status=UNSETTLED,
+            message=s.refund_note,
+        )
+        for s in result.settled
+        if s.status == UNSETTLED
+    ]
+    return out
 
 
 def default_plan_path(ctx: RunContext) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from workmill import billing_tables as bt
 from workmill.cache.backend import CacheBackend
 from workmill.cache.service import open_backend
+from workmill.digest import module_digest
 from workmill.errors import NotFound
 from workmill.maintenance import ARTIFACTS_POLICY, TENANT_RELATIONSHIPS
 from workmill.orchestrator.leases import Leases
@@ -35,6 +36,7 @@ class RunContext:
     options: RunOptions = field(default_factory=RunOptions)
     reporter: Reporter = field(default_factory=Reporter)
     cancel: threading.Event = field(default_factory=threading.Event)
+    _digests: dict[str, str] = field(default_factory=dict, repr=False)
 
     @cached_property
     def runtime_dir(self) -> Path:
@@ -82,6 +84,12 @@ class RunContext:
         path = self.repo.maintenance_dir / ARTIFACTS_POLICY
         rows = read_table(path, ("module_id", "artifacts_enabled"))
         return {r["module_id"]: r["artifacts_enabled"].strip().lower() == "true" for r in rows}
+
+    def module_digest(self, module_id: str) -> str:
+        """The module folder's content hash (once per run: what a work order is charged for)."""
+        if module_id not in self._digests:
+            self._digests[module_id] = module_digest(self.repo.module_dir(module_id))
+        return self._digests[module_id]
 
     def code(self, name: str) -> str:
         """Code of a platform reason by name; a catalog without it is a maintenance problem."""

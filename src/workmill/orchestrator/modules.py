@@ -175,6 +175,15 @@ def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Module
     try:
         if mp.unrunnable:
             return done(FAILED, "INTERNAL_ERROR", mp.unrunnable)
+        if mp.module_digest and ctx.module_digest(mp.module_id) != mp.module_digest:
+            # what was charged is this module as it was then; its code is no longer here
+            return done(
+                FAILED,
+                "INTERNAL_ERROR",
+                f"module {mp.module_id} changed since this work order was charged "
+                f"(digest {mp.module_digest[:12]}… is now "
+                f"{ctx.module_digest(mp.module_id)[:12]}…); not run",
+            )
         if mp.purchase_release_artifacts:
             ok, why = _artifacts_eligible(ctx, mp.module_id)
             if not ok:

@@ -38,6 +38,8 @@ class ModulePlan(_Rec):
     release_tag: str | None = None
     assets_folder_name: str | None = None
     depends_on: list[str] = Field(default_factory=list)
+    # sha256 of the module folder when it was charged: a module changed since is not run
+    module_digest: str = ""
     unrunnable: str = ""  # set when a resumed work order can no longer be run (why)
 
 
@@ -49,20 +51,34 @@ class WorkOrderPlan(_Rec):
     spend_credits: int
     started_at: str
     modules: list[ModulePlan]
+    content_sha256: str = ""  # of the work-order file that was charged
+    # how a resumed work order's file differs from what was paid for (reported, not run)
+    note: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.tenant_id, self.work_order_id)
 
+    def recorded_json(self) -> str:
+        """The plan as the billing state records it with the SPEND (no run-local note)."""
+        return self.model_copy(update={"note": ""}).model_dump_json()
+
 
 class Decision(_Rec):
-    """A work order the plan did not start: rejected, skipped (processed), or busy elsewhere."""
+    """A work order the plan did not start: rejected, skipped (processed), or busy elsewhere.
+
+    A REJECTED one carries its reason (code and name) and message every time it is
+    planned again; ``logged`` tells whether this run wrote a new REJECTED row (only when
+    the reason or the file changed).
+    """
 
     tenant_id: str
     work_order_id: str
     status: str
     reason_code: str = ""
+    reason_name: str = ""
     message: str = ""
+    logged: bool = False
 
 
 class Plan(_Rec):

@@ -4,7 +4,10 @@ Idempotent: the mutation skips a work order that already has its terminal
 log row (another process settled it), and the state refuses a second REFUND.
 A module with no outcome (execute never reached it) is settled as SKIPPED
 ``INTERRUPTED`` — refundable by default — so no charge is ever left without
-its refund.
+its refund. What is settled is the plan recorded with the SPEND (never a plan
+file's copy), and each work order is settled inside ``BillingState.atomic``: a
+corrupt record leaves that one work order RUNNING (reported as UNSETTLED) and
+the others are settled in the same commit.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from dataclasses import dataclass
 from workmill import billing_tables as bt
 from workmill import clock, ids
 from workmill.cache import index as cache_index
+from workmill.errors import WorkmillError, one_line
 from workmill.ledger import RefundLine
 from workmill.orchestrator.context import RunContext
 from workmill.orchestrator.records import ModuleOutcome, WorkOrderPlan
 from workmill.orchestrator.statuses import TERMINAL, ModuleStatus, work_order_status
 from workmill.state import BillingState
 from workmill.tables import header_with_extras
+
+UNSETTLED = "UNSETTLED"  # charged, not settled by this run (results missing or record corrupt)
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Settled:
     finished_at: str
     modules: list[ModuleOutcome]
     skipped: bool = False  # already settled elsewhere
+    note: str = ""  # e.g. the work order's file was edited or deleted since its SPEND
 
     @property
     def duration_ms(self) -> int:
@@ -165,6 +172,7 @@ def _settle_one(
         started_at=wo.started_at,
         finished_at=finished,
         modules=mods,
+        note=wo.note,
     )
 
 
@@ -192,6 +200,50 @@ def _cache_rows(state: BillingState, mods: list[ModuleOutcome], tenant_id: str) 
         state.set_rows(bt.CACHE_INDEX, rows, header_with_extras(state.header(bt.CACHE_INDEX), rows))
 
 
+def paid_plan(state: BillingState, wo: WorkOrderPlan) -> WorkOrderPlan:
+    """The plan recorded with the work order's SPEND (``wo`` itself for a SPEND from
+    before plans were recorded): a plan file edited in between changes nothing."""
+    rec = state.recorded_plan(wo.tenant_id, wo.work_order_id)
+    if rec is None:
+        return wo
+    recorded = WorkOrderPlan.model_validate_json(rec["plan"])
+    return recorded.model_copy(update={"note": wo.note})
+
+
+def _already_settled(row: dict[str, str], wo: WorkOrderPlan, mods: list[ModuleOutcome]) -> Settled:
+    return Settled(
+        wo.tenant_id,
+        wo.work_order_id,
+        row["status"],
+        row.get("reason_code", ""),
+        int(row.get("spend_credits") or 0),
+        int(row.get("refund_credits") or 0),
+        row.get("refund_transaction_id", ""),
+        "",
+        row.get("started_at", ""),
+        row.get("finished_at", ""),
+        mods,
+        skipped=True,
+    )
+
+
+def _unsettled(wo: WorkOrderPlan, exc: Exception) -> Settled:
+    return Settled(
+        wo.tenant_id,
+        wo.work_order_id,
+        UNSETTLED,
+        "",
+        wo.spend_credits,
+        0,
+        "",
+        f"cannot settle: {one_line(str(exc))}; its SPEND stands and it stays RUNNING until "
+        "an operator repairs its billing record",
+        wo.started_at,
+        "",
+        [],
+    )
+
+
 def settle(
     ctx: RunContext,
     work_orders: list[WorkOrderPlan],
@@ -200,34 +252,32 @@ def settle(
     """Settle every given work order in one commit; returns what was settled (or skipped)."""
     if not work_orders:
         return []
-    complete = {wo.key: complete_outcomes(ctx, wo, outcomes.get(wo.key, {})) for wo in work_orders}
+
+    def settle_one(state: BillingState, given: WorkOrderPlan, now: str) -> Settled:
+        wo = paid_plan(state, given)
+        runs = {m.module_id: m.module_run_id for m in wo.modules}
+        known = {
+            mid: rec
+            for mid, rec in outcomes.get(wo.key, {}).items()
+            if runs.get(mid) == rec.module_run_id
+        }
+        mods = complete_outcomes(ctx, wo, known)
+        row = state.work_order_status(wo.tenant_id, wo.work_order_id)
+        if row is not None and row.get("status") in TERMINAL:
+            return _already_settled(row, wo, mods)
+        settled = _settle_one(ctx, state, wo, mods, now)
+        _cache_rows(state, mods, wo.tenant_id)
+        return settled
 
     def mutate(state: BillingState) -> list[Settled]:
         now = clock.now_iso()
         out = []
         for wo in work_orders:
-            row = state.work_order_status(wo.tenant_id, wo.work_order_id)
-            mods = complete[wo.key]
-            if row is not None and row.get("status") in TERMINAL:
-                out.append(
-                    Settled(
-                        wo.tenant_id,
-                        wo.work_order_id,
-                        row["status"],
-                        row.get("reason_code", ""),
-                        int(row.get("spend_credits") or 0),
-                        int(row.get("refund_credits") or 0),
-                        row.get("refund_transaction_id", ""),
-                        "",
-                        row.get("started_at", ""),
-                        row.get("finished_at", ""),
-                        mods,
-                        skipped=True,
-                    )
-                )
-                continue
-            out.append(_settle_one(ctx, state, wo, mods, now))
-            _cache_rows(state, mods, wo.tenant_id)
+            try:
+                with state.atomic():
+                    out.append(settle_one(state, wo, now))
+            except (WorkmillError, ValueError, KeyError) as exc:
+                out.append(_unsettled(wo, exc))
         return out
 
     return ctx.store.commit_with_retry(mutate)

@@ -9,9 +9,10 @@ land in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import workmill.ledger.postings as lp
@@ -37,6 +38,8 @@ from workmill.ledger.verify import LedgerTables, Violation, verify
 from workmill.state import workorder_index as wi
 from workmill.state.manifest import Manifest
 from workmill.state.workorder_index import (
+    OPEN_COLUMNS,
+    OPEN_WORK_ORDERS,
     PROMO_USAGE,
     PROMO_USAGE_COLUMNS,
     WORKORDER_INDEX,
@@ -59,7 +62,7 @@ TOPUP_REFERENCE_COLUMNS = (
 )
 PARTITIONED = (*bt.APPEND_ONLY, TOPUP_REFERENCES, WORKORDER_INDEX)
 # Tables computed from the ledger: not exported by `state pull`, never pushed.
-DERIVED = (TOPUP_REFERENCES, WORKORDER_INDEX, PROMO_USAGE)
+DERIVED = (TOPUP_REFERENCES, WORKORDER_INDEX, PROMO_USAGE, OPEN_WORK_ORDERS)
 
 # Which table/column holds the existing IDs of a kind (for de-duplication).
 _ID_COLUMNS: dict[ids.IdKind, tuple[str, str]] = {
@@ -80,6 +83,8 @@ def columns_of(table: str) -> tuple[str, ...]:
         return WORKORDER_INDEX_COLUMNS
     if table == PROMO_USAGE:
         return PROMO_USAGE_COLUMNS
+    if table == OPEN_WORK_ORDERS:
+        return OPEN_COLUMNS
     return bt.COLUMNS.get(table, ())
 
 
@@ -132,6 +137,7 @@ class BillingState:
         self._records: dict[str, WorkOrderRecord] = {}  # stored part, per work order
         self._derived: dict[str, list[Row]] = {}  # derived rows made at commit time
         self._usage_base = list(small.get(PROMO_USAGE, ([], []))[1])  # as stored
+        self._open_base = list(small.get(OPEN_WORK_ORDERS, ([], []))[1])  # as stored
         self._opening = self._balances_from_rows()
         self._balances = dict(self._opening)
         self.committed = False
@@ -200,6 +206,21 @@ class BillingState:
         return self._groups[key]
 
     # ------------------------------------------------------------ changing
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Undo every change made inside the block when it raises: one work order's
+        problem must not leave half its rows in a commit shared with other tenants."""
+        small = {k: (list(h), list(r)) for k, (h, r) in self._small.items()}
+        balances, dirty = dict(self._balances), set(self._dirty)
+        lengths = {k: len(v) for k, v in self._appended.items()}
+        try:
+            yield
+        except BaseException:
+            self._small, self._balances, self._dirty = small, balances, dirty
+            for table, rows in self._appended.items():
+                del rows[lengths.get(table, 0) :]
+            raise
+
     @property
     def dirty(self) -> bool:
         return bool(self._dirty) or any(self._appended.values())
@@ -396,6 +417,11 @@ class BillingState:
                         if r.get("work_order_id") == work_order_id
                     ),
                     tx_by_id=txs,
+                    plans=(
+                        r
+                        for r in self.stored_rows(bt.WORKORDER_PLANS)
+                        if r.get("work_order_id") == work_order_id
+                    ),
                 ),
             )
         self._records[work_order_id] = rec
@@ -433,6 +459,7 @@ class BillingState:
             items=items,
             redemptions=mine(self._appended.get(bt.PROMOTION_REDEMPTIONS, [])),
             tx_by_id=self._tx_lookup(items) if items else {},
+            plans=mine(self._appended.get(bt.WORKORDER_PLANS, [])),
         )
 
     def work_order_record(
@@ -448,6 +475,42 @@ class BillingState:
     def work_order_status(self, tenant_id: str, work_order_id: str) -> Row | None:
         """The latest workorders_log row of (tenant, work order), or None (never seen)."""
         return self.work_order_record(work_order_id).status(tenant_id)
+
+    def recorded_plan(self, tenant_id: str, work_order_id: str) -> Row | None:
+        """The plan row the work order's SPEND recorded (None: not charged, or charged
+        before plans were recorded)."""
+        rows = [
+            r
+            for r in self.work_order_record(work_order_id).plans
+            if r.get("tenant_id") == tenant_id
+        ]
+        return rows[-1] if rows else None
+
+    def record_plan(
+        self, tenant_id: str, work_order_id: str, spend_transaction_id: str, plan_json: str
+    ) -> None:
+        """Record what a SPEND pays for, in the SPEND's own commit."""
+        self.append(
+            bt.WORKORDER_PLANS,
+            [
+                {
+                    "work_order_id": work_order_id,
+                    "tenant_id": tenant_id,
+                    "spend_transaction_id": spend_transaction_id,
+                    "created_at": clock.now_iso(),
+                    "plan_sha256": hashlib.sha256(plan_json.encode()).hexdigest(),
+                    "plan": plan_json,
+                }
+            ],
+        )
+
+    def open_work_orders(self) -> list[Row]:
+        """Charged, unsettled work orders (latest log row RUNNING), this state's rows included."""
+        if OPEN_WORK_ORDERS in self.manifest.tables:
+            base: list[Row] = self._open_base
+        else:  # a store from before the table: derive it from the log (once, until committed)
+            base = wi.open_after([], self.stored_rows(bt.WORKORDERS_LOG))
+        return wi.open_after(base, self._appended.get(bt.WORKORDERS_LOG, []))
 
     # ------------------------------------------------------------ promo usage
     @property
@@ -489,6 +552,7 @@ class BillingState:
                 items=self.rows(bt.TRANSACTION_ITEMS),
                 redemptions=self.rows(bt.PROMOTION_REDEMPTIONS),
                 tx_by_id={r.get("transaction_id", ""): r for r in txs},
+                plans=self.rows(bt.WORKORDER_PLANS),
             )
         if rows:
             self._derived[WORKORDER_INDEX] = rows
@@ -499,6 +563,7 @@ class BillingState:
         ]
         if refs:
             self._derived[TOPUP_REFERENCES] = refs
+        self._prepare_open()
         usage = wi.usage_rows(self._usage_counter())
         if usage != self._usage_base or not self.promo_usage_ready:
             self._small[PROMO_USAGE] = (list(PROMO_USAGE_COLUMNS), usage)
@@ -506,6 +571,12 @@ class BillingState:
         elif PROMO_USAGE in self._dirty:  # an earlier call's change no longer holds
             self._small[PROMO_USAGE] = (list(PROMO_USAGE_COLUMNS), list(self._usage_base))
             self._dirty.discard(PROMO_USAGE)
+
+    def _prepare_open(self) -> None:
+        opened = self.open_work_orders()
+        if opened != self._open_base or OPEN_WORK_ORDERS not in self.manifest.tables:
+            self._small[OPEN_WORK_ORDERS] = (list(OPEN_COLUMNS), opened)
+            self._dirty.add(OPEN_WORK_ORDERS)
 
     def find_topup(self, tenant_id: str, reference: str) -> Transaction | None:
         """The TOPUP this (tenant, reference) already made, reading one index bucket."""
@@ -706,6 +777,7 @@ class BillingState:
                     items=self.stored_rows(bt.TRANSACTION_ITEMS),
                     redemptions=self.stored_rows(bt.PROMOTION_REDEMPTIONS),
                     tx_by_id={r.get("transaction_id", ""): r for r in txs},
+                    plans=self.stored_rows(bt.WORKORDER_PLANS),
                 )
             )
             have = wi.canonical(self.stored_rows(WORKORDER_INDEX))
@@ -753,6 +825,16 @@ class BillingState:
                             f"the redemptions give {b}",
                         )
                     )
+        if OPEN_WORK_ORDERS in self.manifest.tables:
+            want_open = wi.open_after([], self.stored_rows(bt.WORKORDERS_LOG))
+            if want_open != self.rows(OPEN_WORK_ORDERS):
+                out.append(
+                    Violation(
+                        "derived-open-work-orders",
+                        f"{OPEN_WORK_ORDERS}: {len(self.rows(OPEN_WORK_ORDERS))} row(s), the "
+                        f"workorders_log gives {len(want_open)} (or they differ)",
+                    )
+                )
         want_refs = {
             (r.get("tenant_id", ""), r.get("reference", "")): r.get("transaction_id", "")
             for r in txs

@@ -43,9 +43,13 @@ SOURCES: dict[str, str] = {
     "tx": bt.TRANSACTIONS,
     "item": bt.TRANSACTION_ITEMS,
     "red": bt.PROMOTION_REDEMPTIONS,
+    "plan": bt.WORKORDER_PLANS,
 }
 _SOURCE_OF = {table: code for code, table in SOURCES.items()}
-_WIDTH = max(len(bt.COLUMNS[t]) for t in SOURCES.values())
+# the columns copied per source: the standard ones, plus the log's optional content hash
+INDEXED: dict[str, tuple[str, ...]] = {t: bt.COLUMNS[t] for t in SOURCES.values()}
+INDEXED[bt.WORKORDERS_LOG] = (*bt.COLUMNS[bt.WORKORDERS_LOG], bt.LOG_CONTENT_SHA256)
+_WIDTH = max(len(c) for c in INDEXED.values())
 VALUE_COLUMNS = tuple(f"c{i:02d}" for i in range(1, _WIDTH + 1))
 WORKORDER_INDEX_COLUMNS = ("work_order_id", "source", *VALUE_COLUMNS)
 
@@ -80,7 +84,7 @@ def _unescape(value: str) -> str:
 
 def encode(work_order_id: str, table: str, row: Mapping[str, str]) -> Row:
     """The index row copying ``row`` of ``table`` (standard columns only)."""
-    cols = bt.COLUMNS[table]
+    cols = INDEXED[table]
     out: Row = {"work_order_id": work_order_id, "source": _SOURCE_OF[table]}
     for i, name in enumerate(VALUE_COLUMNS):
         out[name] = _escape(row.get(cols[i], "")) if i < len(cols) else ""
@@ -92,7 +96,7 @@ def decode(index_row: Mapping[str, str]) -> tuple[str, str, Row]:
     table = SOURCES.get(index_row.get("source", ""))
     if table is None:
         raise ValueError(f"unknown index source {index_row.get('source')!r}")
-    cols = bt.COLUMNS[table]
+    cols = INDEXED[table]
     row = {c: _unescape(index_row.get(VALUE_COLUMNS[i], "")) for i, c in enumerate(cols)}
     return index_row.get("work_order_id", ""), table, row
 
@@ -129,9 +133,11 @@ def derive(
     items: Iterable[Mapping[str, str]] = (),
     redemptions: Iterable[Mapping[str, str]] = (),
     tx_by_id: Mapping[str, Mapping[str, str]] | None = None,
+    plans: Iterable[Mapping[str, str]] = (),
 ) -> list[Row]:
-    """Index rows for source rows: every log row, transaction and redemption of a work
-    order, and the items of SPEND transactions (``tx_by_id`` resolves their transaction)."""
+    """Index rows for source rows: every log row, transaction, redemption and recorded plan
+    of a work order, and the items of SPEND transactions (``tx_by_id`` resolves their
+    transaction)."""
     out: list[Row] = []
     txs = list(transactions)
     lookup = dict(tx_by_id or {})
@@ -145,10 +151,11 @@ def derive(
         wo = is_indexed_item(it, lookup)
         if wo:
             out.append(encode(wo, bt.TRANSACTION_ITEMS, it))
-    for r in redemptions:
-        wo = r.get("work_order_id", "")
-        if wo:
-            out.append(encode(wo, bt.PROMOTION_REDEMPTIONS, r))
+    for table, rows in ((bt.PROMOTION_REDEMPTIONS, redemptions), (bt.WORKORDER_PLANS, plans)):
+        for r in rows:
+            wo = r.get("work_order_id", "")
+            if wo:
+                out.append(encode(wo, table, r))
     return out
 
 
@@ -171,6 +178,7 @@ class WorkOrderRecord:
     transactions: tuple[Row, ...] = ()
     spend_items: tuple[Row, ...] = ()
     redemptions: tuple[Row, ...] = ()
+    plans: tuple[Row, ...] = ()
 
     def status(self, tenant_id: str) -> Row | None:
         """The latest workorders_log row of (tenant, work order), or None."""
@@ -181,6 +189,12 @@ class WorkOrderRecord:
 
     def of_type(self, tx_type: str) -> list[Row]:
         return [t for t in self.transactions if t.get("type") == tx_type]
+
+    def owners(self) -> set[str]:
+        """Tenants holding this work-order id: charged, or logged other than REJECTED
+        (a rejection charged nothing and claims no id). More than one: a reused id."""
+        logged = (r for r in self.log if r.get("status") != "REJECTED")
+        return {r.get("tenant_id", "") for r in (*logged, *self.transactions, *self.plans)}
 
 
 def record_from(work_order_id: str, index_rows: Iterable[Mapping[str, str]]) -> WorkOrderRecord:
@@ -195,6 +209,7 @@ def record_from(work_order_id: str, index_rows: Iterable[Mapping[str, str]]) -> 
         tuple(parts[bt.TRANSACTIONS]),
         tuple(parts[bt.TRANSACTION_ITEMS]),
         tuple(parts[bt.PROMOTION_REDEMPTIONS]),
+        tuple(parts[bt.WORKORDER_PLANS]),
     )
 
 
@@ -205,7 +220,30 @@ def merge(a: WorkOrderRecord, b: WorkOrderRecord) -> WorkOrderRecord:
         a.transactions + b.transactions,
         a.spend_items + b.spend_items,
         a.redemptions + b.redemptions,
+        a.plans + b.plans,
     )
+
+
+# ------------------------------------------------------------------ open work orders
+OPEN_WORK_ORDERS = "open_work_orders.csv"
+OPEN_COLUMNS = ("tenant_id", "work_order_id", "spend_transaction_id", "started_at")
+
+
+def open_after(base: Iterable[Mapping[str, str]], log: Iterable[Mapping[str, str]]) -> list[Row]:
+    """Work orders whose latest log row is RUNNING (charged, not settled), after ``log``.
+
+    A run that dies between SPEND and REFUND leaves its work order here; the next run
+    finishes it even when its file was since disabled or deleted, and ``ledger verify``
+    reports the ones left open too long — neither has to read the whole log.
+    """
+    cur = {(r.get("tenant_id", ""), r.get("work_order_id", "")): dict(r) for r in base}
+    for r in log:
+        key = (r.get("tenant_id", ""), r.get("work_order_id", ""))
+        if r.get("status") == "RUNNING":
+            cur[key] = {c: r.get(c, "") for c in OPEN_COLUMNS}
+        else:
+            cur.pop(key, None)
+    return [{c: cur[k].get(c, "") for c in OPEN_COLUMNS} for k in sorted(cur)]
 
 
 # ------------------------------------------------------------------ promo usage
