@@ -547,6 +547,8 @@ def net_lines(wo: WorkOrderSpec) -> dict[str, int]:
 
 # Modules each work order is expected to get back (FAILED/SKIPPED with a refundable reason).
 REFUNDED = {"A3Partl1": ["006", "007"], "A4Strct1": ["006", "002", "003"]}
+# Tenants licences/*.lic covers for the premium module (tests/test_licences.py checks the tokens).
+LICENSED_TENANTS = {"Ag3ncy"}
 
 
 def test_example__demo_expectations_follow_the_billing_rules():
@@ -571,6 +573,14 @@ def test_example__demo_expectations_follow_the_billing_rules():
             assert (e["status"], e["reason"], e["spend_credits"]) == (
                 "REJECTED",
                 "TENANT_SUSPENDED",
+                0,
+            )
+            continue
+        premium = [m for m in wo.module_ids if REPO.module(m).tier == "premium"]
+        if premium and tenant not in LICENSED_TENANTS:
+            assert (e["status"], e["reason"], e["spend_credits"]) == (
+                "REJECTED",
+                "LICENCE_REQUIRED",
                 0,
             )
             continue

@@ -43,6 +43,8 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "history": ("_ops", "List processed work orders: status, reason, spend, refund, time."),
     "logs": ("_ops", "Print the step logs of a work order's module runs."),
     "dashboard": ("_dashboard", "The status dashboard: one comment per commit, updated in place."),
+    "keygen": ("_licence", "Write an Ed25519 key pair for registry signatures and licences."),
+    "licence": ("_licence", "Issue, verify and list offline licences for premium modules."),
 }
 
 

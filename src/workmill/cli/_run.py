@@ -105,6 +105,8 @@ def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
                 "not_run": len(rows) - len(touched(rows)),
             }
         )
+        for w in ctx.reporter.warnings:  # stdout stays JSON; a warning is still said
+            click.echo(f"warning: {w}", err=True)
         return
     _print_summary(rows, make_console())
     for w in ctx.reporter.warnings:

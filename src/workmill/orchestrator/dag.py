@@ -56,6 +56,15 @@ class Scheduler:
     initial: dict[Hashable, ModuleStatus] = field(default_factory=dict)
     # called in the scheduling thread once every job of a group has its status
     on_group_done: Callable[[Hashable], None] = lambda group: None
+    # a job's pool and that pool's cap (a tenant's max_parallel_modules), or None
+    pool_of: Callable[[Job], tuple[Hashable, int] | None] = lambda job: None
+
+    def _has_room(self, job: Job, running: Sequence[Job]) -> bool:
+        pool = self.pool_of(job)
+        if pool is None:
+            return True
+        busy = sum(1 for j in running if (p := self.pool_of(j)) is not None and p[0] == pool[0])
+        return busy < pool[1]
 
     def execute(self) -> dict[Hashable, ModuleStatus]:
         """Run every job (or skip it); returns each job's final status."""
@@ -125,7 +134,8 @@ class Scheduler:
                     if len(running) >= self.max_parallel or self.cancel.is_set():
                         break
                     if (
-                        all(d in status for d in job.deps)
+                        self._has_room(job, list(running.values()))
+                        and all(d in status for d in job.deps)
                         and all(g in finished_groups for g in job.after_groups)
                         and all(k in status for k in job.after_jobs)
                     ):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from workmill import clock
 from workmill.artifacts.manifest import ReleaseItem, ReleaseManifest
@@ -132,6 +132,27 @@ def _adopt_published(
         ctx.releases.delete_asset(tag, stray)
 
 
+def _tenant_pools(ctx: RunContext, plan: Plan) -> Callable[[Job], tuple[Hashable, int] | None]:
+    """Each tenant's ``max_parallel_modules`` quota as a scheduler pool (docs/reference.md
+    "Registry, tiers, licences, quotas, usage")."""
+    from workmill import quotas
+
+    caps = {}
+    for tenant_id in {wo.tenant_id for wo in plan.work_orders}:
+        try:
+            cap = quotas.parallel_limit(quotas.sources(ctx.repo, tenant_id))
+        except WorkmillError:  # tenant.yml gone since the SPEND: no cap, the plan is paid
+            cap = None
+        if cap is not None:
+            caps[tenant_id] = cap
+
+    def pool_of(job: Job) -> tuple[Hashable, int] | None:
+        tenant_id = job.key[0]  # type: ignore[index]
+        return (tenant_id, caps[tenant_id]) if tenant_id in caps else None
+
+    return pool_of
+
+
 def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
     """Run every planned module; returns the outcomes per work order (also journaled)."""
     by_key: dict[tuple[str, str], WorkOrderPlan] = {wo.key: wo for wo in plan.work_orders}
@@ -238,6 +259,7 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
             cancel=ctx.cancel,
             initial=initial,
             on_group_done=group_done,
+            pool_of=_tenant_pools(ctx, plan),
         ).execute()
     finally:
         gc.unfreeze()

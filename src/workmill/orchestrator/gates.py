@@ -9,10 +9,16 @@ licences, quotas) register their gate here instead of editing the planner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from workmill import clock
+from workmill.errors import WorkmillError
 from workmill.orchestrator.context import RunContext
 from workmill.specs import WorkOrderSpec
+
+if TYPE_CHECKING:
+    from workmill.ledger import Quote
+    from workmill.state import BillingState
 
 
 class Rejection(NamedTuple):
@@ -33,7 +39,33 @@ def _tenant_suspended(
     return None
 
 
-GATES: list[Gate] = [_tenant_suspended]
+def _warn_once(ctx: RunContext, message: str) -> None:
+    # a commit retry re-runs the gates: say it once
+    if message not in ctx.reporter.warnings:
+        ctx.reporter.warn(message)
+
+
+def _licence_required(
+    ctx: RunContext, tenant_id: str, work_order_id: str, spec: WorkOrderSpec
+) -> Rejection | None:
+    """A premium module runs only for a tenant a valid (or in-grace) licence covers."""
+    premium = [m for m in spec.module_ids if ctx.repo.module(m).tier == "premium"]
+    if not premium:
+        return None
+    from workmill.licences import coverage, load_licences  # only premium work orders pay
+
+    warnings: list[str] = []
+    try:
+        licences = load_licences(ctx.repo, warnings)
+    except WorkmillError as exc:
+        return Rejection("LICENCE_REQUIRED", str(exc))
+    cov = coverage(licences, tenant_id, premium, clock.now(), ctx.repo.config.licence_grace_hours)
+    for w in [*warnings, *cov.warnings]:
+        _warn_once(ctx, f"{work_order_id}: {w}")
+    return None if cov.allowed else Rejection("LICENCE_REQUIRED", cov.message)
+
+
+GATES: list[Gate] = [_tenant_suspended, _licence_required]
 
 
 def first_rejection(
@@ -41,5 +73,52 @@ def first_rejection(
 ) -> Rejection | None:
     for gate in GATES:
         if (found := gate(ctx, tenant_id, work_order_id, spec)) is not None:
+            return found
+    return None
+
+
+# ------------------------------------------------------------------ after the quote
+# Gates that need the price or the ledger as this plan has changed it so far (work
+# orders charged earlier in the same plan count): ``(ctx, state, tenant, work order,
+# spec, quote) -> Rejection | None``, run after pricing and before the SPEND.
+QuoteGate = Callable[
+    [RunContext, "BillingState", str, str, WorkOrderSpec, "Quote"], "Rejection | None"
+]
+
+
+def _quota_exceeded(
+    ctx: RunContext,
+    state: BillingState,
+    tenant_id: str,
+    work_order_id: str,
+    spec: WorkOrderSpec,
+    quote: Quote,
+) -> Rejection | None:
+    from workmill import quotas
+
+    limits = [(src, q) for src, q in quotas.sources(ctx.repo, tenant_id) if quotas.has_limits(q)]
+    if not limits:
+        return None
+    now = clock.now()
+    used = quotas.tenant_usage(state, tenant_id, now)
+    breach = quotas.check(
+        limits, used, quote.total, now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+    )
+    return None if breach is None else Rejection("QUOTA_EXCEEDED", breach.message)
+
+
+QUOTE_GATES: list[QuoteGate] = [_quota_exceeded]
+
+
+def quote_rejection(
+    ctx: RunContext,
+    state: BillingState,
+    tenant_id: str,
+    work_order_id: str,
+    spec: WorkOrderSpec,
+    quote: Quote,
+) -> Rejection | None:
+    for gate in QUOTE_GATES:
+        if (found := gate(ctx, state, tenant_id, work_order_id, spec, quote)) is not None:
             return found
     return None

@@ -29,7 +29,7 @@ from workmill.errors import Problem, WorkmillError, one_line
 from workmill.ledger import OrderLine, OrderRejected
 from workmill.maintenance import check_fresh
 from workmill.orchestrator.context import RunContext
-from workmill.orchestrator.gates import first_rejection
+from workmill.orchestrator.gates import first_rejection, quote_rejection
 from workmill.orchestrator.records import Decision, ModulePlan, Plan, WorkOrderPlan
 from workmill.orchestrator.settling import UNSETTLED
 from workmill.orchestrator.statuses import TERMINAL, WorkOrderStatus
@@ -378,6 +378,8 @@ class _Planner:
         lines = [OrderLine(m.module_id, m.purchase_release_artifacts) for m in spec.modules]
         try:
             q = state.quote(c.tenant_id, lines, spec.promo_codes)
+            if over := quote_rejection(ctx, state, c.tenant_id, c.work_order_id, spec, q):
+                raise OrderRejected(over.reason, over.message)
             posting = state.spend(q, c.tenant_id, c.work_order_id)
         except OrderRejected as exc:
             self.reject(c, exc.reason, str(exc), row)

@@ -205,6 +205,24 @@ class BillingState:
             self._groups[key] = rows
         return self._groups[key]
 
+    def month_rows(self, table: str, month: str) -> list[Row]:
+        """Rows of an append-only table committed in ``month`` (``YYYY-MM``) or the month
+        after, then this state's new rows (treat as read-only).
+
+        Append-only rows are partitioned by the month of their commit, which is never
+        earlier than their own timestamp, so a reader of one month's activity reads two
+        partition groups, not the history; callers filter by the row's own timestamp.
+        """
+        if table not in bt.APPEND_ONLY:
+            raise StateError(f"{table} is not partitioned by month")
+        year, mon = int(month[:4]), int(month[5:7])
+        following = f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+        return (
+            self._group_rows(table, month)
+            + self._group_rows(table, following)
+            + self._appended.get(table, [])
+        )
+
     # ------------------------------------------------------------ changing
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
