@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,1000000")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    print(f"{'history':>10} {'wos':>8} {'pages':>6} {'site MB':>8} {'build s':>8}")
+    print(f"load average before: {os.getloadavg()[0]:.1f} (figures on a busy machine are slower)")
+    print(f"{'history':>10} {'wos':>8} {'pages':>6} {'site MB':>8} {'build s':>8} {'cpu s':>6}")
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             root = build_repo(Path(tmp) / "repo")
@@ -55,15 +56,16 @@ def main() -> None:
             )
             build_history(root, n)
             out = Path(tmp) / "site"
-            times = []
+            times, cpu = [], []
             for _ in range(args.runs):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 report = build_console(PlatformRepo.open(root), out)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             size = _size(out) / 1e6
             print(
                 f"{n:>10} {report.work_orders:>8} {report.pages:>6} {size:>8.1f} "
-                f"{statistics.median(times):>8.2f}",
+                f"{statistics.median(times):>8.2f} {statistics.median(cpu):>6.2f}",
                 flush=True,
             )
             shutil.rmtree(out)

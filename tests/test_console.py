@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from browser import Chromium, find_chromium
+from workmill.billing_tables import CACHE_INDEX, COLUMNS, PROMOTION_REDEMPTIONS
 from workmill.console import paginate
 from workmill.console._model import RunRow, fold_ledger, gantt_bars, latest_log_rows
 from workmill.console._tables import _chunk_rows
@@ -275,3 +276,93 @@ def test_console__pages_workflow_is_off_by_default_and_warns_it_can_be_public():
     assert doc["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
     steps = doc["jobs"]["build"]["steps"]
     assert any(s.get("run") == "workmill console build --out site" for s in steps)
+
+
+def test_console__without_billing_state_says_how_to_create_it(cli, tmp_path):
+    repo = tmp_path / "repo"
+    assert cli("init", str(repo), cwd=tmp_path).returncode == 0
+    r = cli("console", "build", "--out", str(tmp_path / "site"), cwd=repo)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "state bootstrap" in lines[0], r.stderr
+    assert not (tmp_path / "site").exists()
+
+
+def _data(**overrides):
+    from workmill.console._collect import ConsoleData, Options
+    from workmill.console._model import LedgerFold, RunFold
+
+    fields = {
+        "platform": "p",
+        "revision": 1,
+        "generated_at": "2026-01-01T00:00:00Z",
+        "now": "2026-01-01T00:00:00Z",
+        "options": Options(),
+        "tenant_names": {},
+        "tenant_status": {},
+        "balances": {},
+        "ledger": LedgerFold(),
+        "log": {},
+        "runs": RunFold(),
+        "reasons": {},
+        "modules": {},
+        "cache_rows": [],
+        "redemptions": [],
+    }
+    return ConsoleData(**{**fields, **overrides})
+
+
+def test_console__hostile_text_is_escaped_everywhere(tmp_path):
+    from workmill.console import write_site
+    from workmill.console._collect import LogExcerpt, WorkOrderDetail
+    from workmill.console._model import LogRow, RunRow, fold_ledger, fold_runs
+
+    evil = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    tx = ("t1", "Ev1l01", "W0rk0001", "TOPUP", "5", "5", "2026-01-01T00:00:00Z", evil, "AD", evil)
+    run = ("r1", "W0rk0001", "Ev1l01", "001", "1", "FAILED", "001000001", "new", "false",
+           "false", "2026-01-01T00:00:00Z", "", "12")  # fmt: skip
+    log = LogRow("W0rk0001", "Ev1l01", "FAILED", "STRICT", "001000001", "5", "", "", "")
+    data = _data(
+        tenant_names={"Ev1l01": evil},
+        balances={"Ev1l01": 5},
+        ledger=fold_ledger([tx], 10),
+        log={"W0rk0001": log},
+        runs=fold_runs([run], {"W0rk0001"}),
+        reasons={"001000001": evil},
+        redemptions=[dict.fromkeys(COLUMNS[PROMOTION_REDEMPTIONS], evil) | {"tenant_id": "Ev1l01"}],
+        cache_rows=[dict.fromkeys(COLUMNS[CACHE_INDEX], evil) | {"size_bytes": "1"}],
+    )
+    data.details["W0rk0001"] = WorkOrderDetail(
+        log, [RunRow._make(run)], [], [], [], [], [LogExcerpt("001", "runner.log", evil)]
+    )
+    write_site(data, tmp_path / "site")
+    pages = list((tmp_path / "site").rglob("*.html"))
+    assert len(pages) >= 7
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert "<script" not in html and "<img" not in html, page
+    assert "&lt;script&gt;" in (tmp_path / "site" / "tenants" / "Ev1l01-1.html").read_text()
+
+
+def test_console__github_store_links_artifacts_to_release_downloads(tmp_path, monkeypatch):
+    from workmill.console._collect import download_base
+    from workmill.repo import PlatformRepo
+
+    root = tmp_path / "p"
+    root.mkdir()
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    cases = [
+        ("store: local\n", ""),
+        (
+            "store: github\ngithub:\n  repository: acme/platform\n",
+            "https://github.com/acme/platform",
+        ),
+        (
+            "store: github\ngithub:\n  repository: acme/platform\n"
+            "  api_url: https://ghe.example.com/api/v3\n",
+            "https://ghe.example.com/acme/platform",
+        ),
+    ]
+    for config, want in cases:
+        (root / "workmill.yml").write_text(config)
+        assert download_base(PlatformRepo.open(root)) == want, config
