@@ -18,6 +18,7 @@ WORKFLOW_NAMES = (
     "cache-prune",
     "admin-topup",
     "console-pages",
+    "pr-commands",
 )
 TARGET_DIR = ".github/workflows"
 
