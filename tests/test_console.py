@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from browser import Chromium, find_chromium
 from workmill.billing_tables import CACHE_INDEX, COLUMNS, PROMOTION_REDEMPTIONS
 from workmill.console import paginate
-from workmill.console._model import RunRow, fold_ledger, gantt_bars, latest_log_rows
+from workmill.console._model import RunRow, fold_ledger, fold_runs, gantt_bars, latest_log_rows
 from workmill.console._tables import _chunk_rows
 from workmill.tables import parse_table, render_table
 
@@ -229,6 +229,28 @@ def test_console__latest_log_row_wins_and_orders_by_last_write():
     ]
     log = latest_log_rows(rows)
     assert list(log) == ["W2", "W1"] and log["W1"].status == "FAILED"
+
+
+def test_console__fold_runs_rates_exclude_skipped_runs_and_non_lookups():
+    def run(wo: str, status: str, reuse: str, hit: str, ms: str, reason: str = "") -> tuple:
+        return ("r", wo, "T", "001", "1.0", status, reason, reuse, hit, "false", "", "", ms)
+
+    fold = fold_runs(
+        [
+            run("W1", "COMPLETED", "cache", "true", "10"),
+            run("W1", "FAILED", "new", "false", "30", "X1"),
+            run("W2", "SKIPPED", "new", "false", "0", "X2"),
+            run("W2", "COMPLETED", "release", "false", "20"),
+        ],
+        keep={"W2"},
+    )
+    s = fold.modules["001"]
+    assert (s.runs, s.failed, s.skipped, fold.total) == (4, 1, 1, 4)
+    assert s.failure_rate == 1 / 3 and s.median_ms == 20
+    assert (s.cache_hits, s.cache_lookups) == (1, 2)
+    assert fold.reasons == {"X1": 1, "X2": 1}
+    assert [r.status for r in fold.by_work_order["W2"]] == ["SKIPPED", "COMPLETED"]
+    assert "W1" not in fold.by_work_order
 
 
 def test_console__gantt_bars_span_start_to_last_finish():

@@ -18,7 +18,9 @@ from workmill import clock
 from workmill.console import _model as m
 from workmill.console._tables import collector_paused, table_cells
 from workmill.errors import WorkmillError
-from workmill.reasons import ReasonCatalog
+from workmill.history import module_logs_dir
+from workmill.orchestrator.statuses import ModuleStatus
+from workmill.reasons import catalog_for_display
 from workmill.repo import PlatformRepo
 from workmill.state import BillingState, BillingStore
 from workmill.tables import Row, read_table_or_empty
@@ -133,10 +135,8 @@ def _modules(repo: PlatformRepo) -> dict[str, ModuleInfo]:
 
 
 def _reasons(repo: PlatformRepo) -> dict[str, str]:
-    try:
-        return {c: r.name for c, r in ReasonCatalog.load(repo.maintenance_dir).by_code.items()}
-    except WorkmillError:
-        return {}  # not compiled yet: codes are shown without names
+    """Code -> name; empty when the catalog is not compiled (codes are then shown bare)."""
+    return {c: r.name for c, r in catalog_for_display(repo.maintenance_dir).by_code.items()}
 
 
 def download_base(repo: PlatformRepo) -> str:
@@ -185,9 +185,9 @@ def log_excerpts(runtime_dir: Path, log: m.LogRow, runs: list[m.RunRow]) -> list
     """The tails of the runner and step logs of the work order's failed module runs."""
     out: list[LogExcerpt] = []
     for r in runs:
-        if r.status != m.ModuleStatus.FAILED or not SAFE_ID.fullmatch(r.module_id):
+        if r.status != ModuleStatus.FAILED or not SAFE_ID.fullmatch(r.module_id):
             continue
-        logs = runtime_dir / log.tenant_id / log.work_order_id / r.module_id / "logs"
+        logs = module_logs_dir(runtime_dir, log.tenant_id, log.work_order_id, r.module_id)
         if not logs.is_dir():
             continue
         for path in sorted(logs.glob("*.log"), key=lambda p: (p.name != "runner.log", p.name)):

@@ -11,6 +11,7 @@ import statistics
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from workmill.errors import StateError
@@ -186,11 +187,11 @@ def _tx(c) -> Tx:
 
 def latest_log_rows(cells: Iterable[tuple[str, ...]]) -> dict[str, LogRow]:
     """The last log row of each work order, ordered by when that row was written (oldest first)."""
-    last: dict[str, tuple[int, tuple[str, ...]]] = {}
-    for i, c in enumerate(cells):
-        last[c[0]] = (i, c)
-    ordered = sorted(last.values())
-    return {c[0]: LogRow._make(c) for _, c in ordered}
+    newest_first: dict[str, tuple[str, ...]] = {}
+    keep = newest_first.setdefault
+    for c in reversed(list(cells)):
+        keep(c[0], c)
+    return {wo: LogRow._make(newest_first[wo]) for wo in reversed(newest_first)}
 
 
 @dataclass
@@ -234,27 +235,20 @@ class RunFold:
 def fold_runs(cells: Iterable[tuple[str, ...]], keep: set[str]) -> RunFold:
     """Per-module statistics over every run; the runs of the work orders in ``keep``.
 
-    The loop counts (module, status, reuse, cache hit) keys; the statistics are
-    folded from those few keys afterwards.
+    Counting is done by ``Counter`` over column tuples (a C loop); the statistics
+    are folded from the few (module, version, status, reuse, hit) keys afterwards.
     """
-    out = RunFold()
-    kinds: Counter[tuple[str, str, str, str, str]] = Counter()
-    durations: dict[str, list[int]] = {}
-    reasons = out.reasons
-    try:
-        for c in cells:
-            kinds[c[3], c[4], c[5], c[7], c[8]] += 1
-            if c[5] != ModuleStatus.SKIPPED:
-                durations.setdefault(c[3], []).append(int(c[12] or 0))
-            if c[6]:
-                reasons[c[6]] += 1
-            if c[1] in keep:
-                out.by_work_order.setdefault(c[1], []).append(RunRow._make(c))
-    except ValueError as exc:
-        raise StateError(f"module_runs_log.csv: duration_ms is not an integer ({exc})") from exc
-    for (module, version, status, reuse, hit), n in kinds.items():
+    rows = list(cells)
+    out = RunFold(total=len(rows))
+    out.reasons.update(filter(None, map(itemgetter(6), rows)))
+    raw: dict[str, list[str]] = {}
+    for c in rows:
+        if c[5] != ModuleStatus.SKIPPED:
+            raw.setdefault(c[3], []).append(c[12] or "0")
+    for (module, version, status, reuse, hit), n in Counter(
+        map(itemgetter(3, 4, 5, 7, 8), rows)
+    ).items():
         s = out.modules.setdefault(module, ModuleStats())
-        out.total += n
         s.runs += n
         s.versions.add(version)
         s.skipped += n if status == ModuleStatus.SKIPPED else 0
@@ -263,8 +257,13 @@ def fold_runs(cells: Iterable[tuple[str, ...]], keep: set[str]) -> RunFold:
         if status != ModuleStatus.SKIPPED and reuse in CACHE_LOOKUP_REUSE:
             s.cache_lookups += n
             s.cache_hits += n if hit == "true" else 0
-    for module, values in durations.items():
-        out.modules[module].durations = values
+    try:
+        for module, values in raw.items():
+            out.modules[module].durations = list(map(int, values))
+    except ValueError as exc:
+        raise StateError(f"module_runs_log.csv: duration_ms is not an integer ({exc})") from exc
+    for c in [c for c in rows if c[1] in keep]:
+        out.by_work_order.setdefault(c[1], []).append(RunRow._make(c))
     return out
 
 

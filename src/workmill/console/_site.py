@@ -20,6 +20,7 @@ from workmill.console import _charts as charts
 from workmill.console import _model as m
 from workmill.console._collect import SAFE_ID, ConsoleData, cache_summary
 from workmill.errors import UsageError
+from workmill.ledger.records import TxType
 
 MARKER = ".workmill-console"
 T = TypeVar("T")
@@ -156,7 +157,7 @@ def write_tenants(w: SiteWriter) -> None:
     for t in tenants:
         rows = by_tenant.get(t, [])
         promos = promos_of.get(t, [])
-        topups = [tx for tx in rows if tx.type == m.TxType.TOPUP]
+        topups = [tx for tx in rows if tx.type == TxType.TOPUP]
         for page in paginate(rows, d.options.page_size):
             w.write(
                 tenant_page(t, page.number),
