@@ -378,7 +378,7 @@ class _Planner:
         lines = [OrderLine(m.module_id, m.purchase_release_artifacts) for m in spec.modules]
         try:
             q = state.quote(c.tenant_id, lines, spec.promo_codes)
-            if over := quote_rejection(ctx, state, c.tenant_id, c.work_order_id, spec, q):
+            if over := quote_rejection(self.ctx, state, c.tenant_id, c.work_order_id, spec, q):
                 raise OrderRejected(over.reason, over.message)
             posting = state.spend(q, c.tenant_id, c.work_order_id)
         except OrderRejected as exc:
