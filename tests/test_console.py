@@ -160,13 +160,14 @@ def test_console__demo_site_in_headless_chromium(cli, tmp_path):
     r = cli("state", "pull", "--billing-state-dir", str(pulled), cwd=demo)
     assert r.returncode == 0, r.stderr
     site = tmp_path / "site"
-    r = cli("console", "build", "--out", str(site), "--page-size", "10", cwd=demo)
+    r = cli("console", "build", "--out", str(site), "--page-size", "4", cwd=demo)
     assert r.returncode == 0, r.stdout + r.stderr
 
     with Chromium(exe, tmp_path / "profile") as browser:
         pages = _crawl(browser, site)
 
     _assert_clean(pages, site)
+    assert (site / "workorders-3.html").exists() and (site / "tenants" / "Ag3ncy-3.html").exists()
     # the figures, recomputed from the exported tables
     txs = _csv(pulled / "transactions.csv")
     balance = Counter[str]()

@@ -29,7 +29,7 @@ def console_group():
 )
 @click.option(
     "--page-size",
-    type=click.IntRange(10, 100_000),
+    type=click.IntRange(1, 100_000),
     default=500,
     show_default=True,
     help="Rows per page of ledgers, work-order lists and cache entries.",
