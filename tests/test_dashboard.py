@@ -267,3 +267,6 @@ def test_run__writes_step_summary_and_the_dashboard_with_reason_names(tmp_path, 
     assert state.run is not None
     got = {ln.work_order_id: (ln.status, ln.spend, ln.refund) for ln in state.run.lines}
     assert got == {"W1aaaaaa": ("COMPLETED", 10, 0), "W2aaaaaa": ("FAILED", 30, 30)}
+    # a later run with nothing to do leaves the last run on the dashboard
+    assert cli("run", cwd=repo, env=env).returncode == 0
+    assert Dashboard(repo=repo, sha=SHA).load().state.run == state.run

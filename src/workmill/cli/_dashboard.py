@@ -84,7 +84,13 @@ def init_cmd(app: AppContext, sha: str | None, pr: int | None) -> None:
 
 @dashboard_group.command("update")
 @_sha_and_pr
-@click.option("--stage", required=True, help="Stage key (one of workmill.yml dashboard.stages).")
+@click.option(
+    "--stage",
+    "stages",
+    required=True,
+    multiple=True,
+    help="Stage key (one of workmill.yml dashboard.stages); repeat it to set several at once.",
+)
 @click.option(
     "--status",
     required=True,
@@ -97,21 +103,25 @@ def init_cmd(app: AppContext, sha: str | None, pr: int | None) -> None:
 )
 @click.option("--note", default=None, help="A short note shown beside the stage.")
 @pass_app
-def update_cmd(app, sha, pr, stage, status, link, note) -> None:  # type: ignore[no-untyped-def]
-    """Set one stage's status, editing the dashboard in place.
+def update_cmd(app, sha, pr, stages, status, link, note) -> None:  # type: ignore[no-untyped-def]
+    """Set a stage's status (GitHub's job.status words work as they are), editing in place.
 
     Example:
 
         workmill dashboard update --stage execute --status "$JOB_STATUS"
+
+        workmill dashboard update --stage validate --stage maintenance --status running
     """
     from workmill.dashboard._runs import run_link
 
     board = _open(app, sha, pr)
-    board.update_stage(stage, status, link or run_link(os.environ), note)
+    for stage in stages:
+        board.update_stage(stage, status, link or run_link(os.environ), note)
     state = board.save()
-    now = state.stage(stage)
-    assert now is not None
-    click.echo(f"{stage}: {now.status.value} (dashboard on {board.where})")
+    for stage in stages:
+        now = state.stage(stage)
+        assert now is not None
+        click.echo(f"{stage}: {now.status.value} (dashboard on {board.where})")
 
 
 @dashboard_group.command("show")
@@ -181,7 +191,7 @@ def command_cmd(event_path: Path | None) -> None:
     click.echo(outcome.message)
 
 
-def report_run(repo, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]
+def report_run(repo, rows: list[dict], dry_run: bool = False) -> None:  # type: ignore[no-untyped-def]
     """After settle: the run into $GITHUB_STEP_SUMMARY and the commit's dashboard, where set.
 
     The money is already settled: a dashboard that cannot be written is a
@@ -190,7 +200,7 @@ def report_run(repo, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]
     from workmill.dashboard import publish_run
 
     try:
-        publish_run(repo, rows)
+        publish_run(repo, rows, dry_run=dry_run)
     except WorkmillError as exc:
         click.echo(f"warning: dashboard not updated: {exc}", err=True)
 

@@ -93,10 +93,9 @@ def _rows(result: RunResult, ctx: RunContext) -> list[dict]:
 
 def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
     rows = _rows(result, ctx)
-    if not result.dry_run:  # docs/reference.md "Status dashboard"
-        from workmill.cli._dashboard import report_run
+    from workmill.cli._dashboard import report_run  # docs/reference.md "Status dashboard"
 
-        report_run(ctx.repo, rows)
+    report_run(ctx.repo, rows, result.dry_run)
     if as_json:
         echo_json(
             {

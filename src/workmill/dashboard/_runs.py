@@ -109,18 +109,24 @@ def step_summary(section: RunSection) -> str:
 
 
 def publish_run(
-    repo: PlatformRepo, rows: list[dict[str, Any]], env: Mapping[str, str] | None = None
+    repo: PlatformRepo,
+    rows: list[dict[str, Any]],
+    env: Mapping[str, str] | None = None,
+    *,
+    dry_run: bool = False,
 ) -> list[str]:
     """Write the run to ``$GITHUB_STEP_SUMMARY`` and to this commit's dashboard, where set.
 
     The dashboard's commit is ``$WORKMILL_DASHBOARD_SHA``, else ``$GITHUB_SHA``
-    in GitHub Actions; outside both nothing is written. Returns what was
-    written, for the caller to say so.
+    in GitHub Actions; outside both nothing is written. A run that touched no
+    work order leaves the dashboard's last run as it was (a scheduled run with
+    nothing to do is not news). Returns what was written, for the caller to say so.
     """
     from workmill.dashboard._dashboard import open_dashboard
 
     env = dict(os.environ) if env is None else dict(env)
-    section = run_section(rows, reason_namer(repo), run_link(env))
+    title = "workmill plan (dry run: nothing charged)" if dry_run else "workmill run"
+    section = run_section(rows, reason_namer(repo), run_link(env), title)
     done = []
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -128,7 +134,7 @@ def publish_run(
             fh.write(step_summary(section))
         done.append("step summary")
     sha = env.get(SHA_ENV) or (env.get("GITHUB_SHA") if env.get("GITHUB_ACTIONS") else None)
-    if sha:
+    if sha and section.lines:
         pr_text = env.get(PR_ENV, "")
         pr = int(pr_text) if pr_text.isdigit() else None
         with open_dashboard(repo, sha, pr, env) as board:
