@@ -389,3 +389,25 @@ def test_console__github_store_links_artifacts_to_release_downloads(tmp_path, mo
     for config, want in cases:
         (root / "workmill.yml").write_text(config)
         assert download_base(PlatformRepo.open(root)) == want, config
+
+
+def test_console__a_second_process_folds_the_same_ledger(tmp_path):
+    """Big ledgers are folded in a spawned process; the figures must not change."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from platform_factory import T1, build_repo
+    from workmill.console import Options, collect
+    from workmill.repo import PlatformRepo
+    from workmill.state import BillingStore
+
+    root = build_repo(tmp_path / "repo")
+    repo = PlatformRepo.open(root)
+    store = BillingStore.open(repo)
+    store.bootstrap(repo.templates_dir)
+    for i in range(3):
+        store.commit_with_retry(lambda s, i=i: s.topup(T1, "AD", 10 + i, f"ref-{i}"))
+    inline = collect(repo, Options(parallel_from=10**9, recent_rows=2))
+    spawned = collect(repo, Options(parallel_from=0, recent_rows=2))
+    assert spawned.ledger == inline.ledger and inline.ledger.total == 3
+    assert [t.amount for t in spawned.ledger.recent] == [11, 12]

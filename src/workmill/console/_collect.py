@@ -7,9 +7,11 @@ of the billing state, the compiled maintenance tables, ``tenant.yml`` and
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from workmill import billing_tables as bt
 from workmill import clock
 from workmill.console import _model as m
 from workmill.console._tables import collector_paused, table_cells
-from workmill.errors import WorkmillError
+from workmill.errors import StateError, WorkmillError
 from workmill.history import module_logs_dir
 from workmill.orchestrator.statuses import ModuleStatus
 from workmill.reasons import catalog_for_display
@@ -37,6 +39,9 @@ class Options:
     page_size: int = 500
     recent_rows: int = 50_000
     work_order_pages: int = 500
+    # From this many transactions on, a second process folds them while this one
+    # reads the logs (below it, starting a process costs more than it saves).
+    parallel_from: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -197,24 +202,65 @@ def log_excerpts(runtime_dir: Path, log: m.LogRow, runs: list[m.RunRow]) -> list
     return out
 
 
+def fold_transactions(root: str, revision: int, window: int) -> m.LedgerFold | str:
+    """The transactions of one revision, folded (run in a second process for big ledgers).
+
+    An error comes back as its message: workmill's exceptions do not all survive pickling.
+    """
+    try:
+        state = BillingStore.open(PlatformRepo.open(root)).load(revision)
+        with collector_paused():
+            return m.fold_ledger(table_cells(state, bt.TRANSACTIONS, m.TX_COLUMNS), window)
+    except WorkmillError as exc:
+        return str(exc)
+
+
+class _LedgerJob:
+    """Folds the transactions in a spawned process when the ledger is big, else inline."""
+
+    def __init__(self, repo: PlatformRepo, state: BillingState, options: Options) -> None:
+        ref = state.manifest.tables.get(bt.TRANSACTIONS)
+        rows = sum(p.rows for p in ref.partitions) if ref else 0
+        self._args = (str(repo.root.resolve()), state.revision, options.recent_rows)
+        self._state, self._pool, self._future = state, None, None
+        if rows >= options.parallel_from and (os.cpu_count() or 1) > 1:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._future = self._pool.submit(fold_transactions, *self._args)
+
+    def result(self) -> m.LedgerFold:
+        if self._future is None:
+            cells = table_cells(self._state, bt.TRANSACTIONS, m.TX_COLUMNS)
+            return m.fold_ledger(cells, self._args[2])
+        out = self._future.result()
+        if isinstance(out, str):
+            raise StateError(out)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def collect(repo: PlatformRepo, options: Options, runtime_dir: Path | None = None) -> ConsoleData:
     """Read everything the console shows from the head revision of the billing state."""
     state = BillingStore.open(repo).load()
     names, status = _tenants(repo)
-    with collector_paused():
-        ledger = m.fold_ledger(
-            table_cells(state, bt.TRANSACTIONS, m.TX_COLUMNS), options.recent_rows
-        )
-        log = m.latest_log_rows(table_cells(state, bt.WORKORDERS_LOG, m.LOG_COLUMNS))
-        detailed = [wo for wo in reversed(log) if SAFE_ID.fullmatch(wo)]
-        keep = set(detailed[: options.work_order_pages])
-        runs = m.fold_runs(table_cells(state, bt.MODULE_RUNS_LOG, m.RUN_COLUMNS), keep)
-        redemptions = [
-            dict(zip(bt.COLUMNS[bt.PROMOTION_REDEMPTIONS], c, strict=True))
-            for c in table_cells(
-                state, bt.PROMOTION_REDEMPTIONS, bt.COLUMNS[bt.PROMOTION_REDEMPTIONS]
-            )
-        ]
+    job = _LedgerJob(repo, state, options)
+    try:
+        with collector_paused():
+            log = m.latest_log_rows(table_cells(state, bt.WORKORDERS_LOG, m.LOG_COLUMNS))
+            detailed = [wo for wo in reversed(log) if SAFE_ID.fullmatch(wo)]
+            keep = set(detailed[: options.work_order_pages])
+            runs = m.fold_runs(table_cells(state, bt.MODULE_RUNS_LOG, m.RUN_COLUMNS), keep)
+            redemptions = [
+                dict(zip(bt.COLUMNS[bt.PROMOTION_REDEMPTIONS], c, strict=True))
+                for c in table_cells(
+                    state, bt.PROMOTION_REDEMPTIONS, bt.COLUMNS[bt.PROMOTION_REDEMPTIONS]
+                )
+            ]
+            ledger = job.result()
+    finally:
+        job.close()
     now = clock.now_iso()
     data = ConsoleData(
         platform=repo.root.name,
