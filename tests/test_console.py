@@ -222,6 +222,14 @@ def test_console__fold_ledger_sums_by_month_and_keeps_the_recent_window():
     assert (a.topup, a.spent, a.refunded, a.transactions) == (100, 30, 10, 3)
 
 
+def test_console__records_follow_the_columns_read():
+    from workmill.console import _model as m
+
+    assert m.LogRow._fields == m.LOG_COLUMNS and m.RunRow._fields == m.RUN_COLUMNS
+    renamed = {"amount_credits": "amount"}
+    assert m.Tx._fields == tuple(renamed.get(c, c) for c in m.TX_COLUMNS)
+
+
 def test_console__latest_log_row_wins_and_orders_by_last_write():
     rows = [
         ("W1", "A", "RUNNING", "STRICT", "", "10", "", "t", ""),

@@ -14,48 +14,19 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple
 
+from workmill import billing_tables as bt
 from workmill.errors import StateError
 from workmill.ledger.records import TxType
 from workmill.orchestrator.statuses import ModuleStatus, WorkOrderStatus
 
-TX_COLUMNS = (
-    "transaction_id",
-    "tenant_id",
-    "work_order_id",
-    "type",
-    "amount_credits",
-    "balance_after",
-    "created_at",
-    "reference",
-    "topup_method_id",
-    "note",
+# The columns the console reads, in table order (the record types below follow it).
+TX_COLUMNS = tuple(c for c in bt.COLUMNS[bt.TRANSACTIONS] if c != "payment_id")
+LOG_COLUMNS = tuple(
+    c
+    for c in bt.COLUMNS[bt.WORKORDERS_LOG]
+    if c not in ("spend_transaction_id", "refund_transaction_id")
 )
-LOG_COLUMNS = (
-    "work_order_id",
-    "tenant_id",
-    "status",
-    "mode",
-    "reason_code",
-    "spend_credits",
-    "refund_credits",
-    "started_at",
-    "finished_at",
-)
-RUN_COLUMNS = (
-    "module_run_id",
-    "work_order_id",
-    "tenant_id",
-    "module_id",
-    "module_version",
-    "status",
-    "reason_code",
-    "reuse_output_type",
-    "cache_hit",
-    "artifacts_published",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-)
+RUN_COLUMNS = tuple(c for c in bt.COLUMNS[bt.MODULE_RUNS_LOG] if c != "outputs_sha256")
 # Module runs that asked the cache before running (a reuse of a release or of
 # tenant assets does not, and a skipped module never got that far).
 CACHE_LOOKUP_REUSE = frozenset({"new", "cache"})
