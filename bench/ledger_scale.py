@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("WORKMILL_NOW", "2026-11-23T12:00:00Z")
 
 from workmill import billing_tables as bt
+from workmill.backends import open_billing_store
 from workmill.fsio import sha256_bytes
 from workmill.repo import PlatformRepo
 from workmill.state import CHUNK_BYTES, TAIL_BYTES, TOPUP_REFERENCES, BillingStore
@@ -64,7 +65,7 @@ def _chunks(header: tuple[str, ...], lines: list[str]) -> list[tuple[bytes, int]
 def build(root: Path, n: int) -> BillingStore:
     """A platform repo whose store holds ``n`` historical TOPUP transactions (and their items)."""
     (root / "workmill.yml").write_text("store: local\n")
-    store = BillingStore.open(PlatformRepo.open(root))
+    store = open_billing_store(PlatformRepo.open(root))
     store.releases.create_tag(store.tag)
     tag = store.tag
     tables: dict[str, TableRef] = {}

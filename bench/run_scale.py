@@ -31,6 +31,7 @@ from ledger_scale import MONTHS, _chunks  # noqa: E402
 
 from platform_factory import T1, build_repo, work_order  # noqa: E402
 from workmill import billing_tables as bt  # noqa: E402
+from workmill.backends import open_billing_store  # noqa: E402
 from workmill.fsio import sha256_bytes  # noqa: E402
 from workmill.orchestrator import RunContext, RunOptions, execute, plan, settle  # noqa: E402
 from workmill.repo import PlatformRepo  # noqa: E402
@@ -53,7 +54,7 @@ def _index_line(wo: str, source: str, line: str) -> str:
 def build_history(root: Path, n: int) -> BillingStore:
     """Billing state with ``n`` historical transactions (≈0.3·n work orders)."""
     repo = PlatformRepo.open(root)
-    store = BillingStore.open(repo)
+    store = open_billing_store(repo)
     store.releases.create_tag(store.tag)
     tag = store.tag
 

@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from platform_factory import T1, T2, T3, build_repo
+from workmill.backends import open_billing_store
 from workmill.maintenance import run_maintenance
 from workmill.repo import PlatformRepo
-from workmill.state import BillingStore
 
 TRIVIAL = 'echo x > "$WM_OUTPUTS_DIR/o.txt"'
 TENANTS = (T1, T2, T3)
@@ -123,7 +123,7 @@ def make_repo(
     (root / "workmill.yml").write_text(f"max_parallel: {max_parallel}\n")
     repo = PlatformRepo.open(root)
     run_maintenance(repo)
-    store = BillingStore.open(repo)
+    store = open_billing_store(repo)
     store.bootstrap(repo.templates_dir)
     for tenant in TENANTS:
         store.commit_with_retry(

@@ -21,6 +21,7 @@ import pytest
 from conftest import FIXED_NOW
 from platform_factory import T1, T2, build_repo, prepare, read_state, work_order
 from workmill import billing_tables as bt
+from workmill.backends import open_billing_store
 
 
 @pytest.fixture
@@ -147,9 +148,8 @@ def test_run__one_bad_work_order_never_stops_the_others(cli, repo, tmp_path):
     # a corrupt record: the log says RUNNING but there is no SPEND behind it
     work_order(repo, T1, "Brokenaa", [{"module_id": "001"}])
     from workmill.repo import PlatformRepo
-    from workmill.state import BillingStore
 
-    store = BillingStore.open(PlatformRepo.open(repo))
+    store = open_billing_store(PlatformRepo.open(repo))
     state = store.load()
     state.append(bt.WORKORDERS_LOG, [{"work_order_id": "Brokenaa", "tenant_id": T1, "status": "RUNNING", "mode": "STRICT", "spend_credits": "10", "started_at": FIXED_NOW}])  # fmt: skip
     store.commit(state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workmill.backends import open_billing_store
 from workmill.repo import PlatformRepo
 from workmill.state import BillingStore
 
@@ -41,7 +42,7 @@ def make_repo(root: Path, tenants: tuple[str, ...] = (TENANT, OTHER)) -> Path:
 def bootstrapped_store(root: Path) -> BillingStore:
     """A local billing store on ``make_repo(root)``, bootstrapped from its templates."""
     repo = PlatformRepo.open(make_repo(root))
-    store = BillingStore.open(repo)
+    store = open_billing_store(repo)
     assert store.bootstrap(repo.templates_dir) is True
     return store
 

@@ -11,12 +11,12 @@ import pytest
 
 from conftest import FIXED_NOW
 from workmill import clock
+from workmill.backends import open_billing_store
 from workmill.billing_tables import CACHE_INDEX
 from workmill.cache import CacheRequest, LocalCacheBackend, apply_all, store
 from workmill.cache.index import INDEX_COLUMNS, find_orphans, record_hit, select_expired
 from workmill.cache.prune import list_cache, prune
 from workmill.repo import PlatformRepo
-from workmill.state import BillingStore
 from workmill.tables import read_table, write_table
 
 NOW = clock.parse_iso(FIXED_NOW)
@@ -192,7 +192,7 @@ def test_cli_cache_prune__commits_to_the_state_store(tmp_path, cli):
     rows = read_table(tmp_path / ".billing-state" / CACHE_INDEX, INDEX_COLUMNS)
     (tmp_path / "releases" / "billing-state-v1").mkdir(parents=True)
     repo = PlatformRepo.open(tmp_path)
-    store_ = BillingStore.open(repo)
+    store_ = open_billing_store(repo)
     assert store_.bootstrap(repo.templates_dir)
     store_.commit_with_retry(lambda s: s.set_rows(CACHE_INDEX, rows))
     rev = store_.head_revision()

@@ -8,12 +8,12 @@ import pytest
 
 import workmill.cache as cache
 from workmill import clock
+from workmill.backends import open_cache_backend
 from workmill.cache import (
     CacheKeyError,
     LocalCacheBackend,
     build_request,
     lookup_and_restore,
-    open_backend,
     retention_days_for,
 )
 from workmill.repo import PlatformRepo
@@ -74,7 +74,7 @@ def test_build_request__symlinked_input_is_refused(tmp_path):
 
 def test_open_backend__local_under_local_cache_dir(tmp_path):
     (tmp_path / "workmill.yml").write_text("local_cache_dir: c\n")
-    backend = open_backend(PlatformRepo.open(tmp_path))
+    backend = open_cache_backend(PlatformRepo.open(tmp_path))
     assert isinstance(backend, LocalCacheBackend) and backend.root == tmp_path / "c"
 
 
@@ -85,7 +85,7 @@ def test_public_api__is_pinned():
             "CacheKeyError", "CacheProblem", "CacheRequest", "CacheUnavailable", "EntryFile",
             "EntryInfo", "EntryManifest", "IndexMutation", "LocalCacheBackend", "RestoredFile",
             "StoreResult", "apply_all", "apply_to_state", "build_request", "cache_key", "canonical_params",
-            "input_hashes", "lookup_and_restore", "module_deps_dir", "open_backend",
+            "input_hashes", "lookup_and_restore", "module_deps_dir",
             "outputs_files", "retention_days_for", "store",
         ]
     )  # fmt: skip
@@ -95,7 +95,7 @@ def test_public_api__is_pinned():
 
 def test_service__same_request_twice_misses_then_hits_and_other_tenant_misses(tmp_path):
     repo = make_repo(tmp_path)
-    backend = open_backend(repo)
+    backend = open_cache_backend(repo)
     spec = repo.module("001")
     index: list[dict[str, str]] = []
 

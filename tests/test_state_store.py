@@ -166,8 +166,8 @@ def test_verify__detects_a_tampered_asset(store):
 _KILL_SCRIPT = """
 import sys
 from workmill.repo import PlatformRepo
-from workmill.state import BillingStore
-store = BillingStore.open(PlatformRepo.open(sys.argv[1]))
+from workmill.backends import open_billing_store
+store = open_billing_store(PlatformRepo.open(sys.argv[1]))
 print("start", flush=True)
 store.commit_with_retry(lambda s: s.topup("Ab12Cd", "AD", 3, sys.argv[2]))
 """

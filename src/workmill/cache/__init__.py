@@ -3,7 +3,7 @@
 Public API (pinned by tests/test_cache_api.py)::
 
     from workmill.cache import (CacheRequest, build_request, lookup_and_restore, store,
-                                open_backend, module_deps_dir, retention_days_for, ...)
+                                module_deps_dir, retention_days_for, ...)
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from workmill.cache.service import (
     build_request,
     lookup_and_restore,
     module_deps_dir,
-    open_backend,
     outputs_files,
     retention_days_for,
     store,
@@ -60,7 +59,6 @@ __all__ = [
     "input_hashes",
     "lookup_and_restore",
     "module_deps_dir",
-    "open_backend",
     "outputs_files",
     "retention_days_for",
     "store",

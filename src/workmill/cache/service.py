@@ -30,7 +30,7 @@ from workmill.cache.backend import (
 )
 from workmill.cache.index import IndexMutation
 from workmill.cache.keys import cache_key, input_hashes
-from workmill.cache.local import DEPS, LocalCacheBackend
+from workmill.cache.local import DEPS
 from workmill.digest import module_digest
 from workmill.fsio import sha256_file
 from workmill.repo import PlatformRepo
@@ -94,15 +94,6 @@ class StoreResult:
     key: str
     entry: EntryManifest
     index_mutation: IndexMutation
-
-
-def open_backend(repo: PlatformRepo) -> CacheBackend:
-    """The backend workmill.yml selects (``cache_backend``)."""
-    if repo.config.cache_backend == "local":
-        return LocalCacheBackend(repo.local_cache_dir)
-    from workmill.github import GithubCacheBackend  # lazy: avoids an import cycle
-
-    return GithubCacheBackend.from_repo(repo)
 
 
 def build_request(

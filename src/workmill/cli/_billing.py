@@ -23,7 +23,7 @@ from workmill.state import BillingStore
 
 
 def _store(app: AppContext) -> BillingStore:
-    return BillingStore.open(app.repo)
+    return open_billing_store(app.repo)
 
 
 def _working_dir(app: AppContext, value: Path | None) -> Path:

@@ -14,13 +14,12 @@ from pathlib import Path
 import click
 
 from workmill import clock, ids
+from workmill.backends import open_billing_store, open_cache_backend
 from workmill.billing_tables import CACHE_INDEX
 from workmill.cache.index import INDEX_COLUMNS, IndexMutation, apply_to_state
 from workmill.cache.prune import ListedEntry, list_cache, prune
-from workmill.cache.service import open_backend
 from workmill.cli._common import CONTEXT_SETTINGS, AppContext, echo_json, json_option, pass_app
 from workmill.errors import NotFound
-from workmill.state import BillingStore
 from workmill.tables import Row, header_with_extras, read_table, write_table
 
 
@@ -48,7 +47,7 @@ def _read_index(app: AppContext, billing_state_dir: Path | None) -> list[Row]:
     """The index from a working copy when one is named, else from the state store itself."""
     if billing_state_dir is not None:
         return read_table(_working_copy(billing_state_dir), INDEX_COLUMNS)
-    return BillingStore.open(app.repo).load().rows(CACHE_INDEX)
+    return open_billing_store(app.repo).load().rows(CACHE_INDEX)
 
 
 def _commit_index(app: AppContext, billing_state_dir: Path | None, mutation: IndexMutation) -> str:
@@ -58,7 +57,7 @@ def _commit_index(app: AppContext, billing_state_dir: Path | None, mutation: Ind
         rows = mutation(read_table(path, INDEX_COLUMNS))
         write_table(path, header_with_extras(INDEX_COLUMNS, rows), rows)
         return f"{path} (commit it with `workmill state push`)"
-    store = BillingStore.open(app.repo)
+    store = open_billing_store(app.repo)
     store.commit_with_retry(lambda state: apply_to_state(state, [mutation]))
     return f"billing state {store.tag!r}"
 
@@ -133,7 +132,7 @@ def list_command(
     """
     tenant_id = _tenant_option(tenant_id)
     rows = _read_index(app, billing_state_dir)
-    entries = open_backend(app.repo).list_entries()
+    entries = open_cache_backend(app.repo).list_entries()
     listed = list_cache(rows, entries, clock.now(), tenant_id=tenant_id, expired_only=expired)
     if as_json:
         echo_json({"entries": [asdict(x) for x in listed]})
@@ -175,7 +174,7 @@ def prune_command(
     """
     rows = _read_index(app, billing_state_dir)
     report = prune(
-        open_backend(app.repo),
+        open_cache_backend(app.repo),
         rows,
         now=clock.now(),
         hold_days=app.repo.config.orphan_cache_hold_days,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from workmill.backends import open_billing_store
 from workmill.cli._common import (
     CONTEXT_SETTINGS,
     AppContext,
@@ -64,9 +65,8 @@ def history_cmd(
     from workmill.errors import NotFound
     from workmill.history import history
     from workmill.reasons import name_of
-    from workmill.state import BillingStore
 
-    state = BillingStore.open(app.repo).load()
+    state = open_billing_store(app.repo).load()
     entries = history(
         state.rows(bt.WORKORDERS_LOG),
         state.rows(bt.MODULE_RUNS_LOG),

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from workmill.artifacts.manifest import ReleaseManifest
 from workmill.artifacts.naming import manifest_name
+from workmill.backends import open_billing_store
 from workmill.cli._common import (
     AppContext,
     echo_err,
@@ -45,7 +46,6 @@ from workmill.orchestrator.progress import (
     with_reason_names,
 )
 from workmill.specs import RELEASE_TAG
-from workmill.state import BillingStore
 
 
 def _filters(f):
@@ -355,7 +355,7 @@ def release_list(app: AppContext, tenant_id, as_json):
 
         workmill release list --tenant-id Ab12Cd
     """
-    store = BillingStore.open(app.repo).releases
+    store = open_billing_store(app.repo).releases
     tags = [t for t in store.list_tags() if RELEASE_TAG.fullmatch(t)]
     if tenant_id:
         tags = [t for t in tags if t.split("-")[1] == tenant_id]
@@ -394,7 +394,7 @@ def release_download(app: AppContext, tag: str, dest: Path):
     m = RELEASE_TAG.fullmatch(tag)
     if not m:
         raise UsageError(f"TAG: {tag!r} is not a work-order release tag wo-<tenant>-<wo>")
-    store = BillingStore.open(app.repo).releases
+    store = open_billing_store(app.repo).releases
     if not store.tag_exists(tag):
         raise NotFound(f"release {tag} not found")
     name = manifest_name(m.group(1), m.group(2))

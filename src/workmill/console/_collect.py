@@ -17,6 +17,7 @@ from pathlib import Path
 
 from workmill import billing_tables as bt
 from workmill import clock
+from workmill.backends import open_billing_store
 from workmill.console import _model as m
 from workmill.console._tables import collector_paused, table_cells
 from workmill.errors import StateError, WorkmillError
@@ -24,7 +25,7 @@ from workmill.history import module_logs_dir
 from workmill.orchestrator.statuses import ModuleStatus
 from workmill.reasons import catalog_for_display
 from workmill.repo import PlatformRepo
-from workmill.state import BillingState, BillingStore
+from workmill.state import BillingState
 from workmill.tables import Row, read_table_or_empty
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -243,7 +244,7 @@ class _LedgerJob:
 
 def collect(repo: PlatformRepo, options: Options, runtime_dir: Path | None = None) -> ConsoleData:
     """Read everything the console shows from the head revision of the billing state."""
-    state = BillingStore.open(repo).load()
+    state = open_billing_store(repo).load()
     names, status = _tenants(repo)
     job = _LedgerJob(repo, state, options)
     try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import email.utils
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -25,6 +26,8 @@ API_VERSION = "2022-11-28"
 JSON_ACCEPT = "application/vnd.github+json"
 OCTET = "application/octet-stream"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+LISTING_CAP = 10_000  # GitHub returns at most this many items of one listing
+SECONDARY_FIRST_WAIT_S = 60.0  # GitHub: "wait at least one minute", then longer each time
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="([^"]+)"')
 
 
@@ -47,6 +50,10 @@ class GithubAuthError(GithubError):
 
 class GithubRateLimited(GithubError):
     """Rate-limited for longer than this client is willing to wait."""
+
+
+class GithubListingCapped(GithubError):
+    """A listing reached GitHub's 10,000-item cap: what lies beyond it cannot be listed."""
 
 
 class GithubNotFound(NotFound):
@@ -89,6 +96,8 @@ class GithubClient:
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
         self._sleep = sleep
+        self._secondary_lock = threading.Lock()
+        self._secondary_hits = 0  # consecutive header-less secondary limits (exponential wait)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
@@ -129,11 +138,17 @@ class GithubClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         content: bytes | None = None,
+        stream: Callable[[], Iterable[bytes]] | None = None,
         headers: Mapping[str, str] | None = None,
         accept: str = JSON_ACCEPT,
         authorize: bool = True,
     ) -> Sent:
-        """One request with retries on 5xx, connection failures and rate limits."""
+        """One request with retries on 5xx, connection failures and rate limits.
+
+        ``stream`` makes a fresh body iterator for every attempt (a file read in
+        blocks), so an upload is never held in memory; the caller sets its
+        ``Content-Length``.
+        """
         url = self.url(path_or_url)
         hdrs = {"Accept": accept, **(headers or {})}
         if authorize:
@@ -146,8 +161,9 @@ class GithubClient:
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             try:
+                body = stream() if stream is not None else content
                 resp = self._http.request(
-                    method, url, params=params, json=json, content=content, headers=hdrs
+                    method, url, params=params, json=json, content=body, headers=hdrs
                 )
             except httpx.TransportError as exc:
                 if not isinstance(exc, httpx.ConnectError) and not idempotent:
@@ -168,6 +184,7 @@ class GithubClient:
                     )
                 self._sleep(wait)
                 continue
+            self._secondary_done(resp)
             if resp.status_code in RETRY_STATUSES and not last:
                 if not idempotent:
                     ambiguous = True
@@ -225,9 +242,11 @@ class GithubClient:
     def _rate_limit_wait(self, resp: httpx.Response) -> float | None:
         """Seconds to wait before retrying, or None when this is not a rate limit.
 
-        As GitHub documents: honour ``retry-after``; else, with
-        ``x-ratelimit-remaining: 0``, wait until ``x-ratelimit-reset`` (epoch
-        seconds); else a 429, or a 403 that says "rate limit", waits a minute.
+        As GitHub documents ("Rate limits for the REST API", best practices):
+        honour ``retry-after``; else, with ``x-ratelimit-remaining: 0``, wait
+        until ``x-ratelimit-reset`` (epoch seconds); else (a secondary limit
+        without headers: a 429, or a 403 that says "rate limit") wait at least a
+        minute, and exponentially longer while the limit persists.
         """
         if resp.status_code not in (403, 429):
             return None
@@ -237,12 +256,19 @@ class GithubClient:
             return _retry_after_seconds(retry_after)
         if h.get("x-ratelimit-remaining") == "0" and h.get("x-ratelimit-reset", "").isdigit():
             return max(0.0, int(h["x-ratelimit-reset"]) - time.time()) + 1.0
-        if resp.status_code == 429:
-            return 60.0
-        resp.read()
-        if "rate limit" in resp.text.lower():
-            return 60.0
-        return None
+        if resp.status_code != 429:
+            resp.read()
+            if "rate limit" not in resp.text.lower():
+                return None
+        with self._secondary_lock:
+            self._secondary_hits += 1
+            return SECONDARY_FIRST_WAIT_S * 2 ** (self._secondary_hits - 1)
+
+    def _secondary_done(self, resp: httpx.Response) -> None:
+        """A response that is not a rate limit ends a run of secondary limits."""
+        if resp.status_code < 400 and self._secondary_hits:
+            with self._secondary_lock:
+                self._secondary_hits = 0
 
     # ------------------------------------------------------------ helpers
     def paginate(
@@ -254,8 +280,12 @@ class GithubClient:
         """
         url: str | None = path
         query: Mapping[str, Any] | None = {"per_page": 100, **(params or {})}
+        seen = 0
         while url is not None:
-            resp = self.request("GET", url, params=query)
+            resp = self.send("GET", url, params=query).response
+            if resp.status_code == 422 and seen >= LISTING_CAP - 100:
+                raise self._capped(path)
+            self.raise_for("GET", resp)
             body = _json(resp)
             items = body.get(key) if key and isinstance(body, dict) else body
             if not isinstance(items, list):
@@ -263,10 +293,20 @@ class GithubClient:
                     f"GitHub API GET {urlsplit(self.url(url)).path}: unexpected response shape"
                 )
             yield from items
+            seen += len(items)
             url = next_link(resp.headers.get("link", ""))
+            if url is not None and seen >= LISTING_CAP:
+                raise self._capped(path)
             query = None  # the next link carries the query
             if url is not None and not self._trusted(url):
                 raise GithubError(f"pagination link leaves the API host: {urlsplit(url).netloc}")
+
+    def _capped(self, path: str) -> GithubListingCapped:
+        return GithubListingCapped(
+            f"GitHub API GET {urlsplit(self.url(path)).path}: GitHub lists at most "
+            f"{LISTING_CAP:,} items and there are more; look items up by name instead "
+            "(e.g. workmill release download TAG)"
+        )
 
     def download(self, path: str) -> bytes:
         """GET with ``Accept: application/octet-stream``, following a redirect without the token.

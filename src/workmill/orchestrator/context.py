@@ -8,8 +8,8 @@ from functools import cached_property
 from pathlib import Path
 
 from workmill import billing_tables as bt
+from workmill.backends import open_billing_store, open_cache_backend
 from workmill.cache.backend import CacheBackend
-from workmill.cache.service import open_backend
 from workmill.digest import module_digest
 from workmill.errors import NotFound
 from workmill.maintenance import ARTIFACTS_POLICY, TENANT_RELATIONSHIPS
@@ -49,7 +49,7 @@ class RunContext:
 
     @cached_property
     def store(self) -> BillingStore:
-        return BillingStore.open(self.repo)
+        return open_billing_store(self.repo)
 
     @property
     def releases(self) -> ReleaseStore:
@@ -57,7 +57,7 @@ class RunContext:
 
     @cached_property
     def cache(self) -> CacheBackend:
-        return open_backend(self.repo)
+        return open_cache_backend(self.repo)
 
     @cached_property
     def cache_index_rows(self) -> list[dict[str, str]]:

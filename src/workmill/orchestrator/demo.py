@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import workmill
+from workmill.backends import open_billing_store
 from workmill.errors import NotFound, SpecError
 from workmill.maintenance import run_maintenance
 from workmill.orchestrator import RunContext, RunOptions, RunResult, run
 from workmill.orchestrator.progress import Reporter
 from workmill.repo import PlatformRepo
-from workmill.state import BillingStore
 from workmill.yamlio import read_yaml
 
 DEMO_FILE = "demo.yml"
@@ -63,7 +63,7 @@ def _expectations(repo: PlatformRepo) -> dict[str, Any]:
 def run_demo(target: Path | None, reporter: Reporter | None = None) -> DemoResult:
     repo = prepare(target)
     run_maintenance(repo)
-    store = BillingStore.open(repo)
+    store = open_billing_store(repo)
     store.bootstrap(repo.templates_dir)
     demo = _expectations(repo)
     for t in demo.get("topups", []):

@@ -120,8 +120,8 @@ def _publish(
             name = artifact_name(
                 wo.tenant_id, wo.work_order_id, mp.module_id, item_id, f.sha256, f.path, limit
             )
-            data = (ws_root / "outputs" / f.path).read_bytes()
-            ctx.releases.create_asset(tag, name, data)
+            # streamed from disk; over 2 GiB is refused before any upload
+            ctx.releases.create_asset_from_file(tag, name, ws_root / "outputs" / f.path)
             taken.add(name)
             items.append(
                 PublishedItem(

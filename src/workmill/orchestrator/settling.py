@@ -133,13 +133,17 @@ def _settle_one(
     published = [(m, p) for m in mods for p in m.published]
     if published:
         release_id = state.new_id(ids.IdKind.RELEASE)
+        # the store's own ids (GitHub's numeric ids; "" locally): docs/reference.md "GitHub mode"
+        remote_release, remote_assets = ctx.releases.remote_ids(
+            f"wo-{wo.tenant_id}-{wo.work_order_id}", [p.filename for _, p in published]
+        )
         state.append(
             bt.RELEASES_MAP,
             [
                 {
                     "release_id": release_id,
                     "tag": f"wo-{wo.tenant_id}-{wo.work_order_id}",
-                    "github_release_id": "",
+                    "github_release_id": remote_release,
                     "tenant_id": wo.tenant_id,
                     "work_order_id": wo.work_order_id,
                     "created_at": wo.started_at,
@@ -153,7 +157,7 @@ def _settle_one(
                     "asset_id": p.asset_id,
                     "release_id": release_id,
                     "asset_name": p.filename,
-                    "github_asset_id": "",
+                    "github_asset_id": remote_assets.get(p.filename, ""),
                     "sha256": p.sha256,
                     "size_bytes": p.size_bytes,
                 }

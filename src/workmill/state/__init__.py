@@ -2,7 +2,7 @@
 
 Typical use (the orchestrator, the cache, ``workmill topup``)::
 
-    store = BillingStore.open(repo)
+    store = open_billing_store(repo)   # workmill.backends
     state = store.load()                      # read-only look
     spent = store.commit_with_retry(lambda s: s.spend(q, tenant, wo))
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from workmill.state.billing_state import DERIVED, PARTITIONED, TOPUP_REFERENCES, BillingState
 from workmill.state.chunking import CHUNK_BYTES, TAIL_BYTES
 from workmill.state.manifest import Manifest, PartitionRef, TableRef
-from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore, open_release_store
+from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore
 from workmill.state.store import (
     ENV_COMMIT_SLEEP,
     KEEP_REVISIONS,
@@ -43,5 +43,4 @@ __all__ = [
     "ReleaseStore",
     "TableRef",
     "WorkOrderRecord",
-    "open_release_store",
 ]

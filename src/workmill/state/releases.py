@@ -21,6 +21,8 @@ from workmill.errors import NotFound, StateError
 from workmill.fsio import fsync_dir
 
 _ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+# GitHub: "Each file included in a release must be under 2 GiB" (docs/reference.md "GitHub mode")
+MAX_ASSET_BYTES = 2 * 1024**3 - 1
 
 
 class AssetExists(StateError):
@@ -60,6 +62,29 @@ class ReleaseStore(ABC):
     def lock_path(self, tag: str) -> Path | None:
         """A file to lock so writers on one machine take turns (None: the caller picks)."""
         return None
+
+    def create_asset_from_file(self, tag: str, name: str, path: Path) -> None:
+        """``create_asset`` from a file; backends that can stream override this."""
+        check_asset_size(name, Path(path).stat().st_size)
+        self.create_asset(tag, name, Path(path).read_bytes())
+
+    def remote_ids(self, tag: str, names: list[str]) -> tuple[str, dict[str, str]]:
+        """The backend's own ids of a release and of some of its assets ("" where it has none).
+
+        Filled into ``github_releases_map.csv`` / ``github_assets_map.csv``;
+        the local store has no such ids.
+        """
+        return "", {n: "" for n in names}
+
+
+def check_asset_size(name: str, size: int) -> int:
+    """Refuse, before any upload, an asset GitHub would refuse after it (2 GiB)."""
+    if size > MAX_ASSET_BYTES:
+        raise StateError(
+            f"asset {name!r} is {size:,} bytes; a release asset must be under 2 GiB "
+            f"({MAX_ASSET_BYTES + 1:,} bytes)"
+        )
+    return size
 
 
 def check_asset_name(name: str) -> str:
@@ -147,12 +172,3 @@ class LocalReleaseStore(ReleaseStore):
             with contextlib.suppress(OSError):
                 if p.stat().st_mtime < cutoff:
                     p.unlink()
-
-
-def open_release_store(repo) -> ReleaseStore:
-    """The backend ``workmill.yml`` selects (``store: local`` or ``github``)."""
-    if repo.config.store == "local":
-        return LocalReleaseStore(repo.local_store_dir)
-    from workmill.github import GithubReleaseStore  # only `store: github` needs httpx
-
-    return GithubReleaseStore.from_repo(repo)

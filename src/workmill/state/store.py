@@ -52,7 +52,7 @@ from workmill.state.manifest import (
     table_asset,
     table_asset_revision,
 )
-from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore, open_release_store
+from workmill.state.releases import AssetExists, LocalReleaseStore, ReleaseStore
 from workmill.tables import header_with_extras, parse_table, render_table
 
 T = TypeVar("T")
@@ -92,15 +92,6 @@ class BillingStore:
         self.tag = tag
         self.lock = FileLock(str(lock_path), timeout=300)
         self.keep_revisions = keep_revisions
-
-    @classmethod
-    def open(cls, repo) -> BillingStore:
-        """The store ``workmill.yml`` configures for ``repo`` (a ``PlatformRepo``)."""
-        releases = open_release_store(repo)
-        tag = repo.config.billing_state_tag
-        lock = releases.lock_path(tag) or repo.root / ".workmill" / "locks" / f"{tag}.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        return cls(releases, tag, lock)
 
     # ------------------------------------------------------------ revisions
     def revisions(self) -> list[int]:
