@@ -20,22 +20,60 @@ from workmill.errors import UsageError
 
 @click.command("init", context_settings=CONTEXT_SETTINGS)
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--github",
+    "repository",
+    default=None,
+    metavar="OWNER/NAME",
+    help="GitHub mode: store and cache on GitHub, workflows, hash-pinned install of this workmill.",
+)
+@click.option(
+    "--install-from",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --github: pin workmill to this wheel inside the repo (a fork, a local build).",
+)
 @pass_app
-def init_cmd(app: AppContext, directory: Path | None) -> None:
+def init_cmd(
+    app: AppContext, directory: Path | None, repository: str | None, install_from: Path | None
+) -> None:
     """Scaffold a new platform repo in DIRECTORY (default: --repo or the current directory).
 
     Writes workmill.yml, config/global_reasons.yml, the ID registries, the
     billing-state templates, .gitignore and a README, then compiles
-    maintenance-state/. Refuses a directory that already has workmill.yml.
+    maintenance-state/. Refuses a directory that already has workmill.yml,
+    except with --github, which switches an existing repo to GitHub mode.
 
     Example:
 
         workmill init my-platform
+        workmill init my-platform --github acme/platform
     """
+    from workmill.repo import CONFIG_FILE
     from workmill.scaffold import init_repo
 
-    repo = init_repo(directory or Path(app.repo_arg or "."))
-    click.echo(f"initialised platform repo at {repo.root}")
+    root = directory or Path(app.repo_arg or ".")
+    if install_from is not None and repository is None:
+        raise UsageError("--install-from needs --github OWNER/NAME")
+    pins = None
+    if repository is not None:  # pins first: a failure leaves nothing behind
+        from workmill.github._enable import check_repository
+        from workmill.github._install import resolve_pins
+
+        check_repository(repository)
+        pins = resolve_pins(install_from=install_from, root=root)
+    if repository is None or not (root / CONFIG_FILE).exists():
+        root = init_repo(root).root
+        click.echo(f"initialised platform repo at {root}")
+    if repository is not None and pins is not None:
+        from workmill.github._enable import enable_github
+
+        done = enable_github(root, repository, pins)
+        click.echo(f"GitHub mode for {repository}: store: github, cache_backend: github")
+        for path in done.written:
+            click.echo(f"  wrote {path}")
+        for note in done.notes:
+            click.echo(f"  - {note}")
 
 
 @click.group("new", context_settings=CONTEXT_SETTINGS)

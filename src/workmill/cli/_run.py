@@ -412,6 +412,39 @@ def release_download(app: AppContext, tag: str, dest: Path):
     click.echo(f"downloaded {len(manifest.items)} item(s) and {name} to {dest}")
 
 
+@release_group.command("publish")
+@click.argument("staged", type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@pass_app
+def release_publish(app: AppContext, staged: Path, as_json: bool):
+    """Upload releases staged by a job without a write token (manifest last, idempotent).
+
+    GitHub mode: execute shards write work-order releases to STAGED
+    (WORKMILL_STAGE_RELEASES); the settle job, which runs no tenant code,
+    publishes them. A missing STAGED directory publishes nothing.
+
+    Example:
+
+        workmill release publish runtime/publish
+    """
+    from workmill.state.staging import publish_staged
+
+    report = publish_staged(open_billing_store(app.repo).releases, staged)
+    if as_json:
+        echo_json(
+            {
+                "uploaded": report.uploaded,
+                "already_there": report.already_there,
+                "deleted": report.deleted,
+            }
+        )
+        return
+    click.echo(
+        f"published {len(report.uploaded)} asset(s); {len(report.already_there)} already "
+        f"there; {len(report.deleted)} stray(s) deleted"
+    )
+
+
 @click.command("demo")
 @click.option(
     "--dir",

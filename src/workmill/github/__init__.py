@@ -7,6 +7,7 @@ Public API:
 - :class:`GithubCacheBackend` — ``CacheBackend`` over the Actions cache REST API
   (``cache_backend: github``; list and delete only)
 - :func:`github_settings` — repository, API root and token for a platform repo
+- :func:`enable_github` — ``workmill init --github``: config, workflows, pinned install
 - :func:`workflow_templates` / :func:`write_workflows` — the shipped workflow files
 """
 
@@ -23,6 +24,7 @@ from workmill.github._client import (
     next_link,
 )
 from workmill.github._config import GithubSettings, github_settings
+from workmill.github._enable import enable_github
 from workmill.github._releases import GithubReleaseStore
 from workmill.github._workflows import WORKFLOW_NAMES, workflow_templates, write_workflows
 
@@ -37,6 +39,7 @@ __all__ = [
     "GithubRateLimited",
     "GithubReleaseStore",
     "GithubSettings",
+    "enable_github",
     "github_settings",
     "next_link",
     "workflow_templates",

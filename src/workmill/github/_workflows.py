@@ -30,8 +30,18 @@ def workflow_templates() -> dict[str, str]:
 
 
 def write_workflows(root: Path, *, overwrite: bool = False) -> list[Path]:
-    """Write the workflows under ``root/.github/workflows``; existing files are kept unless told."""
+    """Write the workflows under ``root/.github/workflows``; existing files are kept unless told.
+
+    Also writes the install spec they read when there is none yet: one that pins
+    nothing and says so (the workflows refuse it) until ``init --github`` pins.
+    """
+    from workmill.github._install import INSTALL_FILE, unpinned_requirements
+
     written = []
+    spec = Path(root) / INSTALL_FILE
+    if not spec.exists():
+        atomic_write_text(spec, unpinned_requirements())
+        written.append(spec)
     for name, text in workflow_templates().items():
         path = Path(root) / TARGET_DIR / name
         if path.exists() and not overwrite:
