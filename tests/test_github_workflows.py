@@ -35,6 +35,9 @@ NODE24_PINS = {
     "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c": "v8.0.1",
     "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "v5.0.5",
     "actions/github-script@ed597411d8f924073f98dfc5c65a23a2325f34cd": "v8.0.0",
+    "actions/deploy-pages@cd2ce8fcbc39b97be8ca5fce6e763baed58fa128": "v5.0.0",
+    # composite; runs upload-artifact v7.0.0 (Node 24)
+    "actions/upload-pages-artifact@fc324d3547104276b827a68afc52ff2a11cc49c9": "v5.0.0",
 }
 TENANT_CODE_JOBS = {("orchestrator.yml", "execute"), ("run-module.yml", "run")}
 
@@ -57,6 +60,7 @@ def test_workflow__parses_and_follows_actions_hygiene(name):
         perms = job.get("permissions", {})
         if "write" in perms.values():
             assert (name, job_name) not in TENANT_CODE_JOBS
+        if perms.get("contents") == "write" or perms.get("actions") == "write":
             held = job.get("concurrency") or doc.get("concurrency") or {}
             assert held.get("cancel-in-progress") is False, f"{name}:{job_name}"
             assert held.get("queue") == "max", f"{name}:{job_name}: a waiting writer is cancelled"

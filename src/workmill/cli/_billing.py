@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from workmill import billing_tables as bt
+from workmill.backends import open_billing_store
 from workmill.cli._common import (
     AppContext,
     billing_state_dir_option,
