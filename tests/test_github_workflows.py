@@ -60,7 +60,7 @@ def test_workflow__parses_and_follows_actions_hygiene(name):
         perms = job.get("permissions", {})
         if "write" in perms.values():
             assert (name, job_name) not in TENANT_CODE_JOBS
-        if perms.get("contents") == "write" or perms.get("actions") == "write":
+        if perms.get("contents") == "write":  # a writer of the state or of the repository
             held = job.get("concurrency") or doc.get("concurrency") or {}
             assert held.get("cancel-in-progress") is False, f"{name}:{job_name}"
             assert held.get("queue") == "max", f"{name}:{job_name}: a waiting writer is cancelled"
