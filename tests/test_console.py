@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from browser import Chromium, find_chromium
+from workmill.backends import open_billing_store
 from workmill.billing_tables import CACHE_INDEX, COLUMNS, PROMOTION_REDEMPTIONS
 from workmill.console import paginate
 from workmill.console._model import RunRow, fold_ledger, fold_runs, gantt_bars, latest_log_rows
@@ -407,11 +408,10 @@ def test_console__a_second_process_folds_the_same_ledger(tmp_path):
     from platform_factory import T1, build_repo
     from workmill.console import Options, collect
     from workmill.repo import PlatformRepo
-    from workmill.state import BillingStore
 
     root = build_repo(tmp_path / "repo")
     repo = PlatformRepo.open(root)
-    store = BillingStore.open(repo)
+    store = open_billing_store(repo)
     store.bootstrap(repo.templates_dir)
     for i in range(3):
         store.commit_with_retry(lambda s, i=i: s.topup(T1, "AD", 10 + i, f"ref-{i}"))

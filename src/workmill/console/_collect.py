@@ -209,7 +209,7 @@ def fold_transactions(root: str, revision: int, window: int) -> m.LedgerFold | s
     An error comes back as its message: workmill's exceptions do not all survive pickling.
     """
     try:
-        state = BillingStore.open(PlatformRepo.open(root)).load(revision)
+        state = open_billing_store(PlatformRepo.open(root)).load(revision)
         with collector_paused():
             return m.fold_ledger(table_cells(state, bt.TRANSACTIONS, m.TX_COLUMNS), window)
     except WorkmillError as exc:
