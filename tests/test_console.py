@@ -11,6 +11,7 @@ output directory rules.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -261,6 +262,16 @@ def test_console__fold_runs_rates_exclude_skipped_runs_and_non_lookups():
     assert fold.reasons == {"X1": 1, "X2": 1}
     assert [r.status for r in fold.by_work_order["W2"]] == ["SKIPPED", "COMPLETED"]
     assert "W1" not in fold.by_work_order
+
+
+def test_console__count_axes_have_whole_number_ticks():
+    from workmill.console._charts import integer_ticks
+
+    assert integer_ticks(2) == [0, 1, 2]
+    assert integer_ticks(0) == [0, 1]
+    ticks = integer_ticks(1234)
+    assert ticks[0] == 0 and ticks[-1] >= 1234 and len(ticks) <= 11
+    assert len({b - a for a, b in itertools.pairwise(ticks)}) == 1
 
 
 def test_console__gantt_bars_span_start_to_last_finish():

@@ -92,13 +92,36 @@ def reset_ids() -> None:
     _IDS = itertools.count(1)
 
 
+def integer_ticks(top: int, most: int = 10) -> list[int]:
+    """Axis ticks for counts and credits: 0 to past ``top`` in steps of 1, 2 or 5 × 10^k.
+
+    pygal's own scale picks fractional steps (0.2, 0.4 …) for small counts.
+    """
+    if top <= 0:
+        return [0, 1]
+    scale = 1
+    while True:
+        for m in (1, 2, 5):
+            step = m * scale
+            if -(-top // step) <= most:
+                return list(range(0, -(-top // step) * step + 1, step))
+        scale *= 10
+
+
 def grouped_bars(
     title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[int]]]
 ) -> Markup:
     """Vertical bars, one group per label and one colour per series."""
     import pygal
 
-    chart = pygal.Bar(**_config(title, x_label_rotation=-30 if len(labels) > 8 else 0))
+    top = max((v for _, values in series for v in values), default=0)
+    chart = pygal.Bar(
+        **_config(
+            title,
+            x_label_rotation=-30 if len(labels) > 8 else 0,
+            y_labels=integer_ticks(top),
+        )
+    )
     chart.x_labels = list(labels)
     for name, values in series:
         chart.add(name, list(values))
@@ -110,7 +133,12 @@ def horizontal_bars(title: str, items: Sequence[tuple[str, int]]) -> Markup:
     import pygal
 
     height = max(180, 60 + 28 * len(items))
-    chart = pygal.HorizontalBar(**_config(title, SINGLE_COLOUR, height=height, show_legend=False))
+    top = max((v for _, v in items), default=0)
+    chart = pygal.HorizontalBar(
+        **_config(
+            title, SINGLE_COLOUR, height=height, show_legend=False, y_labels=integer_ticks(top)
+        )
+    )
     bottom_up = list(reversed(items))  # pygal draws the first label at the bottom
     chart.x_labels = [label for label, _ in bottom_up]
     chart.add(title, [v for _, v in bottom_up])
