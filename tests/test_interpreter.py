@@ -105,8 +105,8 @@ def test_github_env__cannot_override_platform_variables(tmp_path):
 
 
 def test_github_path__prepended_for_later_steps(tmp_path):
-    tools = tmp_path / "tools"
-    tools.mkdir()
+    tools = tmp_path / "modules" / "001" / "tools"  # the module folder: visible in the sandbox
+    tools.mkdir(parents=True)
     (tools / "mytool").write_text("#!/bin/sh\necho from-mytool\n")
     (tools / "mytool").chmod(0o755)
     r = run(

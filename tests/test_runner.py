@@ -312,7 +312,7 @@ def test_secrets__masked_in_step_and_runner_logs(tmp_path, monkeypatch):
                 'printf "split:ghs_token"; sleep 0.05; printf "value987\\n"',
             }
         ],
-        grant_env={"GH_TOKEN": "granted-token-abc"},
+        extra_env={"GH_TOKEN": "granted-token-abc"},
         secrets=("s3cr3t-key",),
     )
     log = step_log(r)
@@ -358,6 +358,7 @@ def test_timeout__kills_the_group_including_a_forked_daemon(tmp_path):
         tmp_path,
         [{"shell": "bash", "run": f"(sleep 300 & echo $! > {pidfile}; wait) & sleep 300"}],
         timeout_seconds=0.5,
+        sandbox="none",  # the pid file is outside the workspace; bwrap: tests/reliability
     )
     assert time.monotonic() - t0 < 10
     assert (r.status, r.reason_code) == ("FAILED", CODES["MODULE_TIMEOUT"])
@@ -372,7 +373,9 @@ def test_timeout__fractional_minutes_from_module_yml(tmp_path):
 def test_daemon_left_by_a_successful_step__killed_at_module_end(tmp_path):
     pidfile = tmp_path / "d.pid"
     r = run(
-        tmp_path, [{"shell": "bash", "run": f"sleep 300 > /dev/null 2>&1 & echo $! > {pidfile}"}]
+        tmp_path,
+        [{"shell": "bash", "run": f"sleep 300 > /dev/null 2>&1 & echo $! > {pidfile}"}],
+        sandbox="none",
     )
     assert r.status == "COMPLETED"
     assert _gone(int(pidfile.read_text()))

@@ -67,6 +67,7 @@ def resolve_params(
         for name, spec in action.inputs.items()
         if spec.required and resolved.get(name) is None
     ]
+    problems += declared_type_problems(action, resolved)
     if schema is not None:
         problems += [
             f"params.{e}" if not e.startswith("params") else e
@@ -75,6 +76,29 @@ def resolve_params(
     if problems:
         raise ParamsInvalid([_problem(p) for p in problems])
     return resolved
+
+
+def _declared_type(default: Any) -> tuple[str, Any] | None:
+    """(what, check) for an input whose default is a boolean or a number, else None."""
+    if isinstance(default, bool):
+        return "a boolean (true or false)", lambda v: isinstance(v, bool)
+    if isinstance(default, int | float):
+        return "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    return None
+
+
+def declared_type_problems(action: ActionSpec, resolved: dict[str, Any]) -> list[str]:
+    """An input whose default is a number or boolean declares that type: a value of
+    another type is refused before any charge, so a string never reaches a module's
+    ``$(( WM_PARAM_N + 1 ))`` (docs/reference.md "Sandbox and tenant isolation")."""
+    out = []
+    for name, spec in action.inputs.items():
+        declared = _declared_type(spec.default)
+        value = resolved.get(name)
+        if declared is None or value is None or declared[1](value):
+            continue
+        out.append(f"params.{name}: must be {declared[0]} like its default, not {value!r:.60}")
+    return out
 
 
 def _problem(text: str) -> Problem:

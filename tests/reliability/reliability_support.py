@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,37 @@ def kill_group(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     proc.communicate()
+
+
+def kill_alone(proc: subprocess.Popen, wait: float = 10.0) -> list[str]:
+    """SIGKILL `workmill` ONLY (its descendants are not touched: a crash of the platform,
+    not of the machine); then every module process must be gone within ``wait`` seconds.
+    Returns the survivors, described (and kills them so later trials start clean)."""
+    victims = _descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    end = time.monotonic() + wait
+    alive = [p for p in victims if _alive(p)]
+    while alive and time.monotonic() < end:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    out = []
+    for pid in alive:
+        with contextlib.suppress(OSError):
+            out.append(f"pid {pid} ({Path(f'/proc/{pid}/cmdline').read_bytes()[:80]!r})")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 def inprocess(*argv: str) -> tuple[int, str, str]:

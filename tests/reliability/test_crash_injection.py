@@ -23,6 +23,7 @@ from reliability_support import (
     check_invariants,
     cli_run,
     copy_repo,
+    kill_alone,
     kill_group,
     popen_workmill,
     prepared_repo,
@@ -46,11 +47,24 @@ def _seed() -> int:
 
 
 def run_scenario(
-    template: Path, work: Path, rng: random.Random, kills: int, *, rerun: bool = True
+    template: Path,
+    work: Path,
+    rng: random.Random,
+    kills: int,
+    *,
+    rerun: bool = True,
+    alone: bool = False,
 ) -> tuple[int, list[str], int]:
     """Kill `workmill run` ``kills`` times, then finish; returns (trials, violations, kills
-    that left a work order charged but not refunded)."""
+    that left a work order charged but not refunded).
+
+    ``alone``: SIGKILL workmill only, never its descendants, and half the scenarios run
+    with ``sandbox: none``: no module process may outlive it (docs/architecture.md
+    "Threat model"), and money and outputs stay exact."""
     root = copy_repo(template, work / "repo")
+    sandbox = rng.choice(["bwrap", "none"]) if alone else "auto"
+    with (root / "workmill.yml").open("a") as fh:
+        fh.write(f"sandbox: {sandbox}\n")
     pulled = work / "pulled"
     history = History()
     violations: list[str] = []
@@ -64,9 +78,16 @@ def run_scenario(
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.01)
-        kill_group(proc)
+        found = []
+        if alone:
+            survivors = kill_alone(proc)
+            found += [
+                f"sandbox {sandbox}: module process outlived workmill: {x}" for x in survivors
+            ]
+        else:
+            kill_group(proc)
         trials += 1
-        found = check_invariants(root, pulled, history)
+        found += check_invariants(root, pulled, history)
         if any(r["status"] == "RUNNING" for r in read_csv(pulled / "workorders_log.csv")):
             history.mid_run += 1  # this kill landed between a SPEND and its REFUND
         violations += [f"trial {i} (kill after {delay:.2f}s, env {extra}): {x}" for x in found]
@@ -88,20 +109,24 @@ def run_scenario(
     return trials, violations, history.mid_run
 
 
-def run_trials(template: Path, tmp_path: Path, total: int) -> tuple[int, list[str], int]:
+def run_trials(
+    template: Path, tmp_path: Path, total: int, *, alone: bool = False
+) -> tuple[int, list[str], int]:
     seed = _seed()
     rng = random.Random(seed)
     done, violations, n, mid_run = 0, [], 0, 0
     while done < total:
         kills = min(total - done, rng.randint(1, 3))
         rerun = n % 4 == 0  # a second full run now and then: processed ones are not re-charged
-        trials, found, mid = run_scenario(template, tmp_path / f"s{n}", rng, kills, rerun=rerun)
+        trials, found, mid = run_scenario(
+            template, tmp_path / f"s{n}", rng, kills, rerun=rerun, alone=alone
+        )
         done += trials
         mid_run += mid
         violations += [f"scenario {n}: {x}" for x in found]
         n += 1
     print(
-        f"crash injection: {done} trials in {n} scenarios, {mid_run} killed mid-work-order, "
+        f"crash injection{' (workmill killed alone)' if alone else ''}: {done} trials in {n} scenarios, {mid_run} killed mid-work-order, "
         f"{len(violations)} violations (seed {seed})"
     )
     return seed, violations, done
@@ -117,5 +142,21 @@ def test_crash_injection__invariants_hold_after_every_kill(template, tmp_path):
 def test_crash_injection__200_trials(template, tmp_path, pytestconfig):
     require_slow(pytestconfig)
     seed, violations, trials = run_trials(template, tmp_path, 200)
+    assert trials >= 200
+    assert not violations, f"replay with {SEED_ENV}={seed}:\n" + "\n".join(violations)
+
+
+def test_crash_injection__workmill_killed_alone_leaves_no_process_and_exact_money(
+    template, tmp_path
+):
+    seed, violations, trials = run_trials(template, tmp_path, 10, alone=True)
+    assert trials == 10
+    assert not violations, f"replay with {SEED_ENV}={seed}:\n" + "\n".join(violations)
+
+
+@pytest.mark.slow
+def test_crash_injection__200_trials_workmill_killed_alone(template, tmp_path, pytestconfig):
+    require_slow(pytestconfig)
+    seed, violations, trials = run_trials(template, tmp_path, 200, alone=True)
     assert trials >= 200
     assert not violations, f"replay with {SEED_ENV}={seed}:\n" + "\n".join(violations)

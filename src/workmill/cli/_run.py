@@ -73,6 +73,17 @@ def _ctx(app: AppContext, runtime_dir, as_json: bool, **opts) -> RunContext:
     )
 
 
+def _sandbox_preflight(app: AppContext) -> None:
+    """Fail closed before anything is planned or charged when the configured sandbox
+    cannot be had; say so on every run when ``auto`` falls back to none
+    (docs/reference.md "Sandbox and tenant isolation")."""
+    from workmill.sandbox import choose_sandbox
+
+    choice = choose_sandbox(app.repo.config.sandbox)
+    if choice.warning:
+        click.echo(f"warning: {choice.warning}", err=True)
+
+
 def _rows(result: RunResult, ctx: RunContext) -> list[dict]:
     """Summary rows with reason names, and each module's times and log files."""
     from workmill.history import module_logs_dir
@@ -155,6 +166,8 @@ def run_cmd(app, tenant_id, work_order_id, dry_run, max_parallel, runtime_dir, a
 
         workmill run --tenant-id Ab12Cd --max-parallel 4
     """
+    if not dry_run:
+        _sandbox_preflight(app)
     ctx = _ctx(
         app,
         runtime_dir,
@@ -276,6 +289,7 @@ def execute_cmd(app, plan_file, max_parallel, shard, runtime_dir, as_json):
 
         workmill execute --plan-file runtime/plan.json --shard 2/3
     """
+    _sandbox_preflight(app)
     ctx = _ctx(app, runtime_dir, as_json, max_parallel=max_parallel)
     outcomes = execute_plan(ctx, _read_plan(ctx, plan_file), shard)
     data = {f"{t}/{w}": {m: o.status for m, o in mods.items()} for (t, w), mods in outcomes.items()}

@@ -44,8 +44,8 @@ from workmill.runner.outcome import (
     decide,
     failed,
 )
+from workmill.runner.process import ProcessGroups
 from workmill.runner.workspace import (
-    TOKEN_VARS,
     RunnerError,
     Workspace,
     base_environment,
@@ -55,9 +55,20 @@ from workmill.runner.workspace import (
     workspace_path,
     write_params,
 )
+from workmill.sandbox import (
+    CREDENTIAL_VARS,
+    SandboxChoice,
+    SandboxError,
+    SandboxUnavailable,
+    StepLauncher,
+    choose_sandbox,
+    scrub_own_secrets,
+)
 from workmill.specs import ActionSpec, ModuleSpec
 
 Mode = Literal["run", "smoke"]
+SandboxSetting = Literal["auto", "bwrap", "none"]
+DEFAULT_MAX_OUTPUT_BYTES = 2 * 1024**3
 _UNSET: Any = object()
 
 
@@ -80,7 +91,11 @@ class ModuleRunRequest:
     timeout_seconds: float | None = None  # default: module.timeout_minutes * 60
     cancel: threading.Event | None = None
     secrets: tuple[str, ...] = ()  # values masked in every log line
-    grant_env: Mapping[str, str] = field(default_factory=dict)  # e.g. {"GH_TOKEN": ...}; masked
+    # Variables for this module's steps only (module.yml `secrets:`), masked in its logs;
+    # they reach the sandboxed steps and nothing else (not workmill's env, not other modules).
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    sandbox: SandboxSetting = "auto"  # workmill.yml `sandbox`
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES  # workmill.yml `max_output_bytes`
     replace_existing: bool = False  # else an existing workspace is refused
     log_cap_bytes: int = DEFAULT_LOG_CAP  # per step log
     kill_grace_seconds: float = 5.0  # SIGTERM → SIGKILL
@@ -101,8 +116,10 @@ class ModuleRunRequest:
         **kw: Any,
     ) -> ModuleRunRequest:
         """A request for ``modules/<module_id>`` of ``repo``; WM_CACHE_DIR defaults to
-        ``<local_cache_dir>/deps/<module_id>``."""
+        ``<local_cache_dir>/deps/<module_id>``, sandbox and output cap to workmill.yml."""
         kw.setdefault("cache_dir", repo.local_cache_dir / "deps" / module_id)
+        kw.setdefault("sandbox", repo.config.sandbox)
+        kw.setdefault("max_output_bytes", repo.config.max_output_bytes)
         return cls(
             module_dir=repo.module_dir(module_id),
             module=repo.module(module_id),
@@ -222,6 +239,141 @@ def _read_reason(ws: Workspace) -> str | None:
     return text or None
 
 
+def _resolve(req: ModuleRunRequest) -> tuple[Any, dict[str, Any], dict[str, str]] | Outcome:
+    """(plan, params, WM_PARAM_* env), or the outcome that stops the run before any step."""
+    try:
+        plan = plan_action(req.action)
+    except ActionRefused as exc:
+        return failed(req.catalog, "MODULE_FAILED", f"action.yml refused: {exc}")
+    try:
+        schema = (
+            load_params_schema(req.module_dir) if req.params_schema is _UNSET else req.params_schema
+        )
+        params = resolve_params(req.action, dict(req.params), schema)
+        penv, problems = param_env(params)
+        if problems:
+            raise ParamsInvalid([SpecError.at("params", p).problems[0] for p in problems])
+    except ParamsInvalid as exc:
+        return failed(req.catalog, "PARAMS_INVALID", str(exc).replace("\n", "; "))
+    except SpecError as exc:
+        return failed(req.catalog, "MODULE_FAILED", str(exc).replace("\n", "; "))
+    return plan, params, penv
+
+
+def _platform_vars(req: ModuleRunRequest, ws: Workspace, inputs_dir: Path, cache_dir: Path):
+    return {
+        "WM_TENANT_ID": req.tenant_id,
+        "WM_WORK_ORDER_ID": req.work_order_id,
+        "WM_MODULE_ID": req.module.module_id,
+        "WM_MODULE_RUN_ID": req.module_run_id,
+        "WM_MODULE_VERSION": req.module.version,
+        "WM_PARAMS_FILE": str(ws.params_file),
+        "WM_INPUTS_DIR": os.path.abspath(inputs_dir),
+        "WM_OUTPUTS_DIR": str(ws.outputs),
+        "WM_REASON_FILE": str(ws.reason_file),
+        "WM_MODE": req.mode,
+        "WM_CACHE_DIR": os.path.abspath(cache_dir),
+        "GITHUB_ACTION_PATH": os.path.abspath(req.module_dir),
+        "GITHUB_WORKSPACE": str(ws.work),
+        "RUNNER_TEMP": str(ws.tmp),
+        "RUNNER_OS": runner_os(),
+        "TMPDIR": str(ws.tmp),
+        "HOME": str(ws.tmp),
+    }
+
+
+def _launcher(
+    req: ModuleRunRequest, choice: SandboxChoice, ws: Workspace, pvars: Mapping[str, str]
+) -> StepLauncher:
+    """The run's step agent: it sees the module folder and inputs read-only, and can
+    write only its workspace's outputs/work/tmp/steps, its reason file and WM_CACHE_DIR."""
+    # needed for `sandbox: none`; done in every mode so no unsandboxed process of the
+    # same user (another run's) can read this process's credentials either
+    scrub_own_secrets()
+    launcher = StepLauncher(
+        choice,
+        read_only=[str(ws.root), pvars["GITHUB_ACTION_PATH"], pvars["WM_INPUTS_DIR"]],
+        writable=[
+            *(str(d) for d in (ws.outputs, ws.work, ws.tmp, ws.steps, ws.reason_file)),
+            pvars["WM_CACHE_DIR"],
+        ],
+        network=req.module.network,
+        cwd=str(ws.work),
+        fsize_limit=req.max_output_bytes + 1,
+        stderr_path=ws.logs / "sandbox.log",
+    )
+    launcher.start()
+    return launcher
+
+
+def _execute(
+    req: ModuleRunRequest,
+    ws: Workspace,
+    resolved: tuple[Any, dict[str, Any], dict[str, str]],
+    masker: Masker,
+    rlog: CappedLog,
+    t0: float,
+) -> tuple[ExecutionResult, RunFacts]:
+    plan, params, penv = resolved
+    write_params(ws, params)
+    inputs_dir = req.inputs_dir or ws.inputs
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / req.module.module_id)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pvars = _platform_vars(req, ws, inputs_dir, cache_dir)
+    choice = choose_sandbox(req.sandbox)
+    rlog.line(f"sandbox: {choice.mode}" + ("" if req.module.network else ", no network"))
+    warnings = [choice.warning] if choice.warning else []
+    if choice.mode == "none" and not req.module.network:
+        warnings.append("module.yml network: false is not enforced without a sandbox")
+    for w in warnings:
+        rlog.line(f"warning: {w}")
+    env = base_environment(os.environ, {**pvars, **penv}, req.extra_env)
+    timeout = req.timeout_seconds
+    if timeout is None:
+        timeout = req.module.timeout_minutes * 60
+    ctx = Contexts(
+        {
+            "inputs": dict(params),
+            "env": {**pvars, **penv},
+            "steps": {},
+            "github": {"action_path": pvars["GITHUB_ACTION_PATH"], "workspace": str(ws.work)},
+            "runner": {"temp": str(ws.tmp), "os": runner_os()},
+        }
+    )
+    launcher = _launcher(req, choice, ws, pvars)
+    settings = ExecutionSettings(
+        workspace=ws,
+        action_path=req.module_dir,
+        base_env=env,
+        contexts=ctx,
+        masker=masker,
+        runner_log=rlog,
+        deadline=t0 + timeout,
+        cancel=req.cancel,
+        grace_seconds=req.kill_grace_seconds,
+        log_cap=req.log_cap_bytes,
+        groups=ProcessGroups(launcher),
+    )
+    try:
+        exe = execute(plan, settings)
+    finally:
+        # no process of this run outlives it (docs/architecture.md "Threat model")
+        settings.groups.kill_all(req.kill_grace_seconds)
+        launcher.close()
+        for lg in settings.step_logs:
+            lg.close()
+    exe.warnings[:0] = warnings
+    facts = RunFacts(
+        exit_code=exe.exit_code,
+        failed_step=exe.failed_step,
+        timed_out=exe.timed_out,
+        cancelled=exe.cancelled,
+        reason_written=_read_reason(ws),
+    )
+    return exe, facts
+
+
 def run_module(req: ModuleRunRequest) -> ModuleRunResult:
     """Run one module in a fresh workspace and return its outcome (see module doc)."""
     _check_request(req)
@@ -234,110 +386,32 @@ def run_module(req: ModuleRunRequest) -> ModuleRunResult:
         ws = create_workspace(root, replace=req.replace_existing)
     except OSError as exc:
         raise RunnerError(f"{root}: cannot create the workspace: {exc.strerror}") from exc
-    secret_values = [os.environ.get(v, "") for v in TOKEN_VARS]
-    secret_values += list(req.secrets) + list(req.grant_env.values())
+    secret_values = [v for k, v in os.environ.items() if k in CREDENTIAL_VARS]
+    secret_values += list(req.secrets) + list(req.extra_env.values())
     masker = Masker(secret_values)
     rlog = CappedLog(ws.runner_log, masker, req.log_cap_bytes)
     rlog.line(
         f"workmill module run: module {mid} version {module.version} run {req.module_run_id} "
         f"tenant {req.tenant_id} work order {req.work_order_id} mode {req.mode}"
     )
-    outcome: Outcome | None = None
     facts = RunFacts(exit_code=None)
     exe = ExecutionResult(exit_code=None)
-    settings: ExecutionSettings | None = None
+    resolved = _resolve(req)
+    outcome: Outcome | None = resolved if isinstance(resolved, Outcome) else None
     try:
-        try:
-            plan = plan_action(req.action)
-        except ActionRefused as exc:
-            outcome = failed(req.catalog, "MODULE_FAILED", f"action.yml refused: {exc}")
-        if outcome is None:
-            try:
-                schema = (
-                    load_params_schema(req.module_dir)
-                    if req.params_schema is _UNSET
-                    else req.params_schema
-                )
-                params = resolve_params(req.action, dict(req.params), schema)
-                penv, problems = param_env(params)
-                if problems:
-                    raise ParamsInvalid([SpecError.at("params", p).problems[0] for p in problems])
-            except ParamsInvalid as exc:
-                outcome = failed(req.catalog, "PARAMS_INVALID", str(exc).replace("\n", "; "))
-            except SpecError as exc:
-                outcome = failed(req.catalog, "MODULE_FAILED", str(exc).replace("\n", "; "))
-        if outcome is None:
-            write_params(ws, params)
-            inputs_dir = req.inputs_dir or ws.inputs
-            inputs_dir.mkdir(parents=True, exist_ok=True)
-            cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / mid)
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            platform_vars = {
-                "WM_TENANT_ID": req.tenant_id,
-                "WM_WORK_ORDER_ID": req.work_order_id,
-                "WM_MODULE_ID": mid,
-                "WM_MODULE_RUN_ID": req.module_run_id,
-                "WM_MODULE_VERSION": module.version,
-                "WM_PARAMS_FILE": str(ws.params_file),
-                "WM_INPUTS_DIR": os.path.abspath(inputs_dir),
-                "WM_OUTPUTS_DIR": str(ws.outputs),
-                "WM_REASON_FILE": str(ws.reason_file),
-                "WM_MODE": req.mode,
-                "WM_CACHE_DIR": os.path.abspath(cache_dir),
-                "GITHUB_ACTION_PATH": os.path.abspath(req.module_dir),
-                "GITHUB_WORKSPACE": str(ws.work),
-                "RUNNER_TEMP": str(ws.tmp),
-                "RUNNER_OS": runner_os(),
-                "TMPDIR": str(ws.tmp),
-            }
-            env = base_environment(os.environ, {**platform_vars, **penv}, req.grant_env)
-            timeout = req.timeout_seconds
-            if timeout is None:
-                timeout = module.timeout_minutes * 60
-            ctx = Contexts(
-                {
-                    "inputs": dict(params),
-                    "env": {**platform_vars, **penv},
-                    "steps": {},
-                    "github": {
-                        "action_path": platform_vars["GITHUB_ACTION_PATH"],
-                        "workspace": str(ws.work),
-                    },
-                    "runner": {"temp": str(ws.tmp), "os": runner_os()},
-                }
-            )
-            settings = ExecutionSettings(
-                workspace=ws,
-                action_path=req.module_dir,
-                base_env=env,
-                contexts=ctx,
-                masker=masker,
-                runner_log=rlog,
-                deadline=t0 + timeout,
-                cancel=req.cancel,
-                grace_seconds=req.kill_grace_seconds,
-                log_cap=req.log_cap_bytes,
-            )
-            exe = execute(plan, settings)
-            facts = RunFacts(
-                exit_code=exe.exit_code,
-                failed_step=exe.failed_step,
-                timed_out=exe.timed_out,
-                cancelled=exe.cancelled,
-                reason_written=_read_reason(ws),
-            )
+        if not isinstance(resolved, Outcome):
+            exe, facts = _execute(req, ws, resolved, masker, rlog, t0)
+    except (SandboxUnavailable, SandboxError) as exc:
+        rlog.line(f"sandbox: {exc}")
+        outcome = failed(req.catalog, "INTERNAL_ERROR", f"sandbox: {exc}")
     except Exception as exc:  # the platform's fault, never the tenant's: say so and go on
         rlog.line("internal error:\n" + traceback.format_exc())
         facts = RunFacts(exit_code=None, internal_error=f"{type(exc).__name__}: {exc}")
-        outcome = None
-    finally:
-        if settings is not None:
-            settings.groups.kill_all(req.kill_grace_seconds)
-            for lg in settings.step_logs:
-                lg.close()
-    report: ContractReport = check_outputs(ws.outputs, module.outputs)
+    report: ContractReport = check_outputs(ws.outputs, module.outputs, req.max_output_bytes)
     if outcome is None:
         outcome = decide(facts, report, req.catalog, mid)
+        if report.over_cap:  # however the module ended, outputs over the cap are refused
+            outcome = failed(req.catalog, "OUTPUT_CONTRACT_VIOLATION", report.over_cap)
     manifest = build_manifest(mid, req.module_run_id, module.version, report.files)
     write_manifest(ws.manifest_file, manifest)
     finished = clock.now()

@@ -207,21 +207,57 @@ def inspect_file(outputs_dir: Path, rel: str, fmt: str) -> FileCheck:
 class ContractReport:
     files: list[FileCheck]  # every readable regular file, declared or not
     problems: list[str]  # empty when the contract holds
+    over_cap: str = ""  # set when the outputs are larger than the cap (nothing was read)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check_outputs(outputs_dir: Path, declared: Iterable[OutputSpec]) -> ContractReport:
+def unrestorable_name(rel: str) -> str | None:
+    """Why an output path could not be published and restored by name, or None.
+
+    A newline or other control character splits the manifest and log lines that
+    name it, a leading ``-`` reads as an option to the tools that restore it, and
+    a name that is not UTF-8 cannot be written into a JSON manifest faithfully.
+    """
+    for part in rel.split("/"):
+        if part.startswith("-"):
+            return "a name starts with '-'"
+        if part != part.strip():
+            return "a name starts or ends with white space"
+        if len(part.encode("utf-8", "surrogateescape")) > 255:
+            return "a name is longer than 255 bytes"
+        for c in part:
+            if ord(c) < 0x20 or ord(c) == 0x7F:
+                return f"a name contains the control character {c!r}"
+            if "\udc80" <= c <= "\udcff":
+                return "a name is not UTF-8"
+            if c == "\\":
+                return "a name contains a backslash"
+    return None
+
+
+def check_outputs(
+    outputs_dir: Path, declared: Iterable[OutputSpec], max_bytes: int | None = None
+) -> ContractReport:
     """Every declared output present, regular, inside the dir and of its format;
-    no symlink/fifo/device/socket anywhere under the dir."""
+    no symlink/fifo/device/socket anywhere under the dir; every name restorable;
+    in all no more than ``max_bytes`` (checked from sizes, before reading a byte)."""
     declared = list(declared)
     fmt_of = {o.name: o.format for o in declared}
     problems: list[str] = []
     files: list[FileCheck] = []
     entries = {e.path: e for e in scan_outputs(outputs_dir)}
+    total = sum(e.size_bytes for e in entries.values())
+    if max_bytes is not None and total > max_bytes:
+        why = f"the outputs hold at least {total} bytes, more than max_output_bytes ({max_bytes})"
+        return ContractReport([], [why], over_cap=why)
     for e in entries.values():
+        bad_name = unrestorable_name(e.path)
+        if bad_name is not None:
+            problems.append(f"{e.path!r}: cannot be restored: {bad_name}")
+            continue
         if e.kind != "file":
             problems.append(f"{e.path}: is a {e.kind}, not a regular file (never read)")
             continue

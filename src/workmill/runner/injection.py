@@ -15,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workmill.runner.evaluate import Contexts, evaluate, to_string
-from workmill.runner.expressions import Segment, contexts_used
+from workmill.runner.expressions import (
+    ContextRef,
+    ExpressionError,
+    Literal,
+    Node,
+    Property,
+    Segment,
+    contexts_used,
+    parse_template,
+)
 
 TAINTED_CONTEXTS = frozenset({"inputs", "env", "steps"})
 
@@ -25,6 +34,41 @@ class Substituted:
     script: str
     env: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+# The only expressions a run: script may paste as text: platform paths, never tenant data.
+PLATFORM_VALUES = frozenset(
+    {("github", "action_path"), ("github", "workspace"), ("runner", "temp"), ("runner", "os")}
+)
+
+
+def _is_platform_value(node: Node) -> bool:
+    if isinstance(node, Literal):
+        return True
+    return (
+        isinstance(node, Property)
+        and isinstance(node.obj, ContextRef)
+        and (node.obj.name, node.name.lower()) in PLATFORM_VALUES
+    )
+
+
+def pasted_expressions(script: str) -> list[str]:
+    """Each ``${{ … }}`` of a run: script that is not a platform path (any case, any form:
+    ``inputs.x``, ``INPUTS.x``, ``format(…)``, ``github.event.…``), for validation to refuse.
+
+    A script that does not parse is reported whole, so nothing slips by unchecked.
+    """
+    if "${{" not in script:
+        return []
+    try:
+        segments = parse_template(script)
+    except ExpressionError:
+        return ["${{ … }} (the script's expressions do not parse)"]
+    return [
+        f"${{{{ {seg.text} }}}}"
+        for seg in segments
+        if seg.expr is not None and not _is_platform_value(seg.expr)
+    ]
 
 
 def is_tainted(seg: Segment) -> bool:

@@ -33,7 +33,8 @@ from workmill.runner.expressions import (
 from workmill.runner.injection import substitute_run
 from workmill.runner.logs import CappedLog, Masker
 from workmill.runner.process import ProcessGroups, run_step_process
-from workmill.runner.workspace import RESERVED_PREFIXES, Workspace
+from workmill.runner.workspace import Workspace
+from workmill.sandbox import refused_env_name, refused_path_entry
 from workmill.specs import ActionSpec, ActionStep
 
 SHELLS = ("bash", "sh", "python")
@@ -210,8 +211,8 @@ class ExecutionSettings:
     cancel: threading.Event | None
     grace_seconds: float
     log_cap: int
+    groups: ProcessGroups  # the run's step launcher (sandboxed or not)
     step_logs: list[CappedLog] = field(default_factory=list)
-    groups: ProcessGroups = field(default_factory=ProcessGroups)
 
 
 def execute(plan: ActionPlan, s: ExecutionSettings) -> ExecutionResult:
@@ -340,13 +341,7 @@ def _run_one(
         "GITHUB_PATH": ws.steps / f"{n}.path",
     }
     # not created: `>> "$GITHUB_OUTPUT"` creates it, and an absent file means "nothing"
-    env = dict(s.base_env)
-    env.update(github_env)
-    env.update(step_env)
-    env.update(sub.env)
-    env.update({k: str(v) for k, v in files.items()})
-    if extra_path:
-        env["PATH"] = ":".join([*extra_path, env.get("PATH", "")])
+    env = _step_env(s.base_env, github_env, step_env, sub.env, files, extra_path)
     bad = [k for k, v in env.items() if "\0" in v or "\0" in k or "=" in k or not k]
     if bad:
         return None, f"environment variable {bad[0]!r} has a NUL character or a bad name"
@@ -383,15 +378,53 @@ def _run_one(
     paths = parse_path_file(read_command_file(files["GITHUB_PATH"]))
     if st.id:
         ctx.values["steps"].setdefault(st.id, {"outputs": {}})["outputs"].update(outputs)
+    _apply_command_files(sp.label, s, res, ctx, new_env, paths, github_env, extra_path)
+    return pr.exit_code, ""
+
+
+def _step_env(
+    base: dict[str, str],
+    github_env: dict[str, str],
+    step_env: dict[str, str],
+    expr_env: dict[str, str],
+    files: dict[str, Path],
+    extra_path: list[str],
+) -> dict[str, str]:
+    """A step's environment: later layers win, the command files' paths last."""
+    env = {**base, **github_env, **step_env, **expr_env}
+    env.update({k: str(v) for k, v in files.items()})
+    if extra_path:
+        env["PATH"] = ":".join([*extra_path, env.get("PATH", "")])
+    return env
+
+
+def _apply_command_files(
+    label: str,
+    s: ExecutionSettings,
+    res: ExecutionResult,
+    ctx: Contexts,
+    new_env: dict[str, str],
+    paths: list[str],
+    github_env: dict[str, str],
+    extra_path: list[str],
+) -> None:
+    """$GITHUB_ENV / $GITHUB_PATH into later steps, minus what the denylist refuses."""
+
+    def refuse(what: str) -> None:
+        msg = f"{label}: warning: {what}; ignored"
+        res.warnings.append(msg)
+        s.runner_log.line(msg)
+
     for k, v in new_env.items():
-        if k.upper().startswith(RESERVED_PREFIXES) or k.upper() in ("PATH", "HOME"):
-            msg = f"{sp.label}: warning: GITHUB_ENV may not set {k}; ignored"
-            res.warnings.append(msg)
-            s.runner_log.line(msg)
+        why = refused_env_name(k)
+        if why is not None:
+            refuse(f"GITHUB_ENV may not set {k if k.isprintable() else repr(k)}: {why}")
             continue
         github_env[k] = v
         ctx.values.setdefault("env", {})[k] = v
     for p in paths:
-        if p not in extra_path:
+        why = refused_path_entry(p)
+        if why is not None:
+            refuse(f"GITHUB_PATH may not add {p if p.isprintable() else repr(p)}: {why}")
+        elif p not in extra_path:
             extra_path.insert(0, p)
-    return pr.exit_code, ""

@@ -1,24 +1,26 @@
-"""Running one step's process: its own session, a deadline, cancellation, group kill.
+"""Running one step's process: through the run's step agent, with a deadline,
+cancellation and a kill of everything the module started.
 
-Each step runs in a new session (``start_new_session``) so that killing its
-process group also kills whatever it forked (``sleep 1000 &`` daemons);
-groups are remembered and all killed when the module ends, as GitHub cleans
-up orphan processes at the end of a job.
+Every step of a module run is started by the run's one step agent
+(:class:`workmill.sandbox.StepLauncher`), inside the sandbox when there is
+one. Each step gets its own session, so a step's background children can be
+told apart; at the end of the module every process of the run is stopped
+(``ProcessGroups.kill_all``), as GitHub cleans up orphans at the end of a job,
+and under bwrap the PID namespace guarantees it (docs/architecture.md
+"Threat model").
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from workmill.runner.logs import CappedLog, PipeDrain
+from workmill.sandbox import SandboxError, StepHandle, StepLauncher
 
 POLL_SECONDS = 0.1
 
@@ -33,95 +35,53 @@ class StepProcessResult:
 
 @dataclass
 class ProcessGroups:
-    """Every process group a module started, so all can be killed at the end."""
+    """The run's step launcher and the output drains still reading background writers."""
 
-    pgids: list[int] = field(default_factory=list)
+    launcher: StepLauncher
     drains: list[PipeDrain] = field(default_factory=list)
 
     def kill_all(self, grace_seconds: float) -> None:
-        live = [g for g in self.pgids if _signal_group(g, signal.SIGTERM)]
-        if live:
-            end = time.monotonic() + grace_seconds
-            while time.monotonic() < end and any(_group_alive(g) for g in live):
-                time.sleep(0.02)
-            for g in live:
-                _signal_group(g, signal.SIGKILL)
-        self.pgids.clear()
+        """SIGTERM every process of the run, SIGKILL after the grace; stop reading their output."""
+        self.launcher.stop(grace_seconds)
         for d in self.drains:
             d.join(timeout=1.0)
-            if d.is_alive():  # a writer escaped the group (setsid): stop reading
+            if d.is_alive():  # a writer that could not be killed: stop reading
                 d.stop()
                 d.join(timeout=1.0)
         self.drains.clear()
 
 
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
 class _StepWaiter:
     """Waits for a step's exit while its output goes to the log, without busy polling.
 
-    Where the kernel has pidfds, one ``select`` on the pidfd and the output pipe
-    does both (no thread per step). Otherwise a thread blocks in waitpid and a
-    ``PipeDrain`` thread reads the pipe. Either way a background writer that
-    outlives the step keeps its pipe drained by a ``PipeDrain`` until the module
-    ends (``ProcessGroups.kill_all``).
+    One ``select`` on the step's exit pipe (written by the agent when the step
+    exits) and its output pipe does both. A background writer that outlives the
+    step keeps its pipe drained by a ``PipeDrain`` until the module ends.
     """
 
-    def __init__(
-        self, proc: subprocess.Popen[bytes], fd: int, log: CappedLog, groups: ProcessGroups
-    ) -> None:
-        self.proc = proc
+    def __init__(self, handle: StepHandle, fd: int, log: CappedLog, groups: ProcessGroups) -> None:
+        self.handle = handle
         self.log = log
         self.groups = groups
         self.fd: int | None = fd
         self.exited = False
-        self.done: threading.Event | None = None
-        self.drain: PipeDrain | None = None
-        try:
-            self.pidfd: int | None = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):
-            self.pidfd = None
-            done = threading.Event()
-            self.done = done
-            threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
-            self.hand_over()
 
     def wait(self, seconds: float) -> bool:
         """Up to ``seconds`` for the exit (less when output arrives); True once exited."""
         if self.exited:
             return True
-        if self.done is not None:
-            self.exited = self.done.wait(seconds)
-            return self.exited
-        assert self.pidfd is not None
-        watch = [self.pidfd] if self.fd is None else [self.fd, self.pidfd]
+        watch = [self.handle.exit_fd] if self.fd is None else [self.fd, self.handle.exit_fd]
         ready, _, _ = select.select(watch, [], [], seconds)
         if self.fd is not None and self.fd in ready:
             self._read()
-        self.exited = self.pidfd in ready
+        self.exited = self.handle.exit_fd in ready
         return self.exited
 
     def finish_output(self) -> None:
         """Output written just before exit is read before the step's outputs are; a process
-        left in the group (or escaped from it) keeps the pipe, read on in a thread."""
-        end = time.monotonic() + (0.05 if _group_alive(self.proc.pid) else 1.0)
-        if self.drain is not None:
-            self.drain.join(timeout=max(0.0, end - time.monotonic()))
-            return
+        left in the step's session keeps the pipe, read on in a thread."""
+        alive = self.groups.launcher.alive(self.handle)
+        end = time.monotonic() + (0.05 if alive else 1.0)
         while self.fd is not None and (left := end - time.monotonic()) > 0:
             ready, _, _ = select.select([self.fd], [], [], left)
             if ready:
@@ -131,9 +91,9 @@ class _StepWaiter:
     def hand_over(self) -> None:
         """Let a ``PipeDrain`` thread read the pipe from now on."""
         if self.fd is not None:
-            self.drain = PipeDrain(self.fd, self.log)
-            self.drain.start()
-            self.groups.drains.append(self.drain)
+            drain = PipeDrain(self.fd, self.log)
+            drain.start()
+            self.groups.drains.append(drain)
             self.fd = None
 
     def _read(self) -> None:
@@ -147,12 +107,6 @@ class _StepWaiter:
         else:  # end of file: every writer has closed it
             os.close(self.fd)
             self.fd = None
-
-    def close(self) -> None:
-        if self.pidfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.pidfd)
-            self.pidfd = None
 
 
 def run_step_process(
@@ -169,23 +123,13 @@ def run_step_process(
     """Run ``argv`` to completion, the deadline (monotonic) or cancellation."""
     read_fd, write_fd = os.pipe()
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError as exc:
+        handle = groups.launcher.spawn(argv, env, str(cwd), write_fd)
+    except SandboxError as exc:
         os.close(read_fd)
+        return StepProcessResult(None, error=f"could not start {argv[0]}: {exc}")
+    finally:
         os.close(write_fd)
-        return StepProcessResult(None, error=f"could not start {argv[0]}: {exc.strerror}")
-    os.close(write_fd)
-    groups.pgids.append(proc.pid)
-    waiter = _StepWaiter(proc, read_fd, log, groups)
+    waiter = _StepWaiter(handle, read_fd, log, groups)
     timed_out = cancelled = False
     try:
         while not waiter.wait(0):
@@ -197,14 +141,12 @@ def run_step_process(
                 cancelled = True
                 break
             waiter.wait(min(remaining, POLL_SECONDS))
-        if not (timed_out or cancelled):
-            proc.wait()
-            waiter.finish_output()
+        if timed_out or cancelled:
+            waiter.hand_over()
+            groups.kill_all(grace_seconds)
+            return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
+        code = handle.read_exit()
+        waiter.finish_output()
     finally:
-        waiter.close()
-    if timed_out or cancelled:
-        waiter.hand_over()
-        groups.kill_all(grace_seconds)
-        proc.wait()
-        return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
-    return StepProcessResult(proc.returncode)
+        handle.close()
+    return StepProcessResult(code)

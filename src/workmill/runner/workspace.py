@@ -49,8 +49,6 @@ ALLOWED_PARENT_ENV = (
     "HTTPS_PROXY",
     "NO_PROXY",
 )
-TOKEN_VARS = ("GH_TOKEN", "GITHUB_TOKEN")
-RESERVED_PREFIXES = ("WM_", "GITHUB_", "RUNNER_")
 
 
 class RunnerError(WorkmillError):
@@ -97,6 +95,8 @@ def create_workspace(root: Path, *, replace: bool) -> Workspace:
     ws = Workspace(root)
     for d in (ws.outputs, ws.logs, ws.work, ws.tmp, ws.steps):
         d.mkdir()
+    # exists (empty = no reason) so the sandbox can bind just this file writable
+    ws.reason_file.touch()
     return ws
 
 
@@ -137,11 +137,13 @@ def runner_os() -> str:
 
 
 def base_environment(
-    parent: Mapping[str, str], platform_vars: Mapping[str, str], granted: Mapping[str, str]
+    parent: Mapping[str, str], platform_vars: Mapping[str, str], extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """Allow-listed parent variables + the SPEC §6 variables + explicit grants.
+    """Allow-listed parent variables + the module's ``extra`` (its declared secrets)
+    + the documented ``WM_*``/``GITHUB_*`` variables, which win.
 
-    ``GH_TOKEN``/``GITHUB_TOKEN`` reach a module only through ``granted``.
+    No credential of workmill's own (``GH_TOKEN``, ``GITHUB_TOKEN``…) is passed
+    unless it is in ``extra`` (docs/reference.md "Sandbox and tenant isolation").
     """
     env = {k: parent[k] for k in ALLOWED_PARENT_ENV if k in parent}
     py_bin = str(Path(sys.executable).parent)
@@ -152,7 +154,7 @@ def base_environment(
     env["PATH"] = path
     env.setdefault("LANG", "C.UTF-8")
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(granted)
+    env.update(extra)
     env.update(platform_vars)
     return env
 

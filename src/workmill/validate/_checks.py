@@ -6,13 +6,13 @@ runs them all. Checks skip what failed to load (that was reported already).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from workmill import ids
 from workmill.errors import Problem, SpecError
 from workmill.params import resolve_params
 from workmill.repo import GLOBAL_REASONS, MAINTENANCE_DIR
+from workmill.runner.injection import pasted_expressions
 from workmill.validate._graph import find_cycles
 from workmill.validate._snapshot import (
     CATEGORY_REGISTRY,
@@ -44,8 +44,6 @@ REQUIRED_GLOBAL_REASONS = (
     "INTERNAL_ERROR",
 )
 LOCAL_SHELLS = ("bash", "sh", "python")
-# `${{ inputs.x }}` / `${{ github.event... }}` inside a run script is pasted in as code
-INJECTION = re.compile(r"\$\{\{\s*(inputs\s*\.|inputs\s*\[|github\s*\.\s*event\b|github\.head_ref)")
 STATUSES = ("active", "retired")
 
 Check = Callable[[Snapshot], list[Problem]]
@@ -296,13 +294,14 @@ def action_problems(info: ModuleInfo) -> list[Problem]:
                     f"shell {step.shell!r} is not supported locally; use bash, sh or python",
                 )
             )
-        if step.run is not None and INJECTION.search(step.run):
+        pasted = pasted_expressions(step.run) if step.run is not None else []
+        if pasted:
             out.append(
                 problem(
                     doc,
                     (*loc, "run"),
-                    "the script pastes ${{ inputs.* }} / ${{ github.event.* }} into the code "
-                    "(script injection); pass it through 'env:' and read \"$VAR\" instead",
+                    f"the script pastes {pasted[0]} into the code (script injection); "
+                    "pass it through 'env:' and read \"$VAR\" instead",
                 )
             )
     return out

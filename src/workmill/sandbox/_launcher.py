@@ -1,0 +1,252 @@
+"""The platform's side of the step agent: one agent per module run, in or out of bwrap.
+
+Starting one process per module run (not one bwrap per step) keeps the sandbox's
+cost to one start per run (``bench/runner_overhead.py``). Each step's output pipe
+and exit pipe are made here and handed to the agent over the control socket, so
+the runner reads output and waits for exits exactly as with a local child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from workmill.errors import WorkmillError
+from workmill.sandbox._agent import read_message, send_message
+from workmill.sandbox._mode import SandboxChoice
+from workmill.sandbox._policy import SYSTEM_DIRS, SandboxPolicy, bwrap_argv
+
+AGENT_FILE = Path(__file__).with_name("_agent.py")
+AGENT_INSIDE = "/run/workmill/agent.py"
+START_TIMEOUT = 30.0
+AGENT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+
+
+class SandboxError(WorkmillError):
+    """The sandbox (or the step agent) could not be started or stopped talking."""
+
+
+@dataclass
+class StepHandle:
+    """A started step: its pid as the agent sees it, and the read end of its exit pipe."""
+
+    pid: int
+    exit_fd: int
+    exit_code: int | None = None
+
+    def read_exit(self) -> int:
+        """The step's exit code (negative: killed by that signal); call once exit_fd is ready."""
+        if self.exit_code is None:
+            data = b""
+            with contextlib.suppress(OSError):
+                data = os.read(self.exit_fd, 64)
+            try:
+                self.exit_code = int(data.decode() or "-9")
+            except ValueError:
+                self.exit_code = -9
+        return self.exit_code
+
+    def close(self) -> None:
+        if self.exit_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.exit_fd)
+            self.exit_fd = -1
+
+
+def python_paths() -> list[str]:
+    """Where the Python the steps use lives, when outside the system folders."""
+    out: list[str] = []
+    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+        real = os.path.realpath(p)
+        if not any(real == d or real.startswith(d + "/") for d in SYSTEM_DIRS):
+            out.append(real)
+            if p != real:
+                out.append(p)
+    return sorted(set(out))
+
+
+def _exists(paths: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted({p for p in paths if os.path.exists(p)}))
+
+
+class StepLauncher:
+    """Starts steps through a step agent; thread-safe for one module run."""
+
+    def __init__(
+        self,
+        choice: SandboxChoice,
+        *,
+        read_only: Sequence[str] = (),
+        writable: Sequence[str] = (),
+        network: bool = True,
+        cwd: str = "/",
+        fsize_limit: int = 0,
+        stderr_path: Path | None = None,
+        agent_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.choice = choice
+        self.read_only = _exists([*read_only, *python_paths()])
+        self.writable = _exists(writable)
+        self.network = network
+        self.cwd = cwd
+        self.fsize_limit = fsize_limit
+        self.stderr_path = stderr_path
+        self.agent_env = dict(AGENT_ENV if agent_env is None else agent_env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def mode(self) -> str:
+        return self.choice.mode
+
+    def policy(self, control_fd: int) -> SandboxPolicy:
+        """The bwrap policy of this run (the agent is its only command)."""
+        return SandboxPolicy(
+            command=self._agent_argv(AGENT_INSIDE, control_fd),
+            env=self.agent_env,
+            read_only=self.read_only,
+            writable=self.writable,
+            files=((str(AGENT_FILE), AGENT_INSIDE),),
+            cwd=self.cwd,
+            network=self.network,
+        )
+
+    def _agent_argv(self, agent: str, control_fd: int) -> tuple[str, ...]:
+        return (
+            sys.executable,
+            "-I",
+            "-S",
+            "-B",
+            agent,
+            str(control_fd),
+            self.choice.mode,
+            str(self.fsize_limit),
+            str(os.getpid()),
+        )
+
+    def start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fd = child.fileno()
+        if self.choice.mode == "bwrap":
+            assert self.choice.bwrap is not None
+            argv = bwrap_argv(self.policy(fd), self.choice.bwrap)
+            env: dict[str, str] = {}
+        else:
+            argv = list(self._agent_argv(str(AGENT_FILE), fd))
+            env = dict(self.agent_env)
+        err = open(self.stderr_path, "ab") if self.stderr_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                env=env,
+                cwd=self.cwd if self.choice.mode == "none" else "/",
+                pass_fds=(fd,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start the step agent: {exc.strerror}") from exc
+        finally:
+            child.close()
+            if err is not subprocess.DEVNULL:
+                err.close()
+        self.sock = parent
+        ready, _, _ = select.select([parent], [], [], START_TIMEOUT)
+        hello = self._reply() if ready else None
+        if not hello or not hello.get("ready"):
+            self.close()
+            raise SandboxError(f"the {self.choice.mode} sandbox did not start: {self._why()}")
+
+    def _why(self) -> str:
+        if self.stderr_path and self.stderr_path.exists():
+            lines = self.stderr_path.read_text("utf-8", "replace").strip().splitlines()
+            if lines:
+                return lines[-1]
+        code = self.proc.poll() if self.proc else None
+        return f"exit code {code}" if code is not None else "no answer"
+
+    def _reply(self) -> dict | None:
+        assert self.sock is not None
+        try:
+            msg, fds = read_message(self.sock)
+        except (OSError, ValueError):
+            return None
+        for fd in fds:
+            os.close(fd)
+        return msg
+
+    def _ask(self, req: dict, fds: tuple[int, ...] = (), *, reply: bool = True) -> dict:
+        with self.lock:
+            if self.sock is None:
+                raise SandboxError("the step agent is not running")
+            try:
+                send_message(self.sock, req, fds)
+            except OSError as exc:
+                raise SandboxError(f"the step agent stopped: {exc.strerror}") from exc
+            if not reply:
+                return {}
+            got = self._reply()
+        if got is None:
+            raise SandboxError("the step agent stopped answering")
+        return got
+
+    def spawn(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int
+    ) -> StepHandle:
+        """Start one step with stdout+stderr to ``out_fd``; raises SandboxError if it cannot."""
+        exit_r, exit_w = os.pipe()
+        try:
+            got = self._ask(
+                {"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd},
+                (out_fd, exit_w),
+            )
+        finally:
+            os.close(exit_w)
+        if "pid" not in got:
+            os.close(exit_r)
+            raise SandboxError(str(got.get("error", "the step did not start")))
+        return StepHandle(int(got["pid"]), exit_r)
+
+    def signal(self, handle: StepHandle, sig: int) -> None:
+        with contextlib.suppress(SandboxError):
+            self._ask({"op": "signal", "pid": handle.pid, "sig": int(sig)}, reply=False)
+
+    def alive(self, handle: StepHandle) -> bool:
+        try:
+            return bool(self._ask({"op": "alive", "pid": handle.pid}).get("alive"))
+        except SandboxError:
+            return False
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM every process of the run, SIGKILL what is left after ``grace``."""
+        with contextlib.suppress(SandboxError):
+            self._ask({"op": "stop", "grace": grace})
+
+    def close(self) -> None:
+        """End the run: the agent kills whatever is left and exits (bwrap takes the rest)."""
+        with self.lock:
+            if self.sock is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                self.sock.close()
+                self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self.proc = None
