@@ -42,3 +42,8 @@ def module_digest(module_dir: Path) -> str:
             while block := fh.read(1 << 20):
                 h.update(block)
     return h.hexdigest()
+
+
+def module_files(module_dir: Path) -> list[Path]:
+    """The files the digest covers, sorted by relative path (what a registry archive packs)."""
+    return _files(module_dir)

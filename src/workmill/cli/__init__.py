@@ -45,6 +45,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "dashboard": ("_dashboard", "The status dashboard: one comment per commit, updated in place."),
     "keygen": ("_licence", "Write an Ed25519 key pair for registry signatures and licences."),
     "licence": ("_licence", "Issue, verify and list offline licences for premium modules."),
+    "registry": ("_registry", "Search, show, install and publish signed module archives."),
 }
 
 
