@@ -42,7 +42,7 @@ def open_registry(repo, directory: Path | None) -> RegistryStorage:
     """``--registry DIR``, else the ``registry_tag`` release of the configured store."""
     if directory is not None:
         return DirectoryRegistry(directory)
-    from workmill.state.releases import open_release_store
+    from workmill.backends import open_release_store
 
     return ReleaseRegistry(open_release_store(repo), repo.config.registry_tag)
 
