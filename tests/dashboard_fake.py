@@ -12,7 +12,9 @@ are authored by the token's bot; tests add others' comments with
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
 from typing import Any
 
 from test_github_support import OWNER_REPO, FakeGithub
@@ -29,6 +31,7 @@ class DashboardFake(FakeGithub):
         self.pulls: dict[int, dict[str, Any]] = {}  # number -> {"head_sha", "state"}
         self.edits = 0
         self.clients: list[Any] = []  # the tests' clients, closed with the fake
+        self.latency = 0.0  # seconds added to every dashboard request (GitHub is not local)
         super().__init__(page_size=page_size)
 
     # ------------------------------------------------------------ helpers for tests
@@ -200,6 +203,8 @@ class DashboardFake(FakeGithub):
 
         class Handler(parent):  # type: ignore[misc, valid-type]
             def _route(self, method: str, path: str, q: dict, body: bytes):
+                if fake.latency:
+                    time.sleep(fake.latency * random.uniform(0.5, 1.5))
                 with fake.lock:
                     hit = fake.dashboard_route(self, method, path, q, body)
                 if hit is not None:
