@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def workflow_contexts() -> Iterator[None]:
 
 
 def is_dashboard_step(step: Mapping[str, Any]) -> bool:
-    return "workmill dashboard" in str(step.get("run", ""))
+    """A step that writes a stage (``workmill dashboard update`` / ``init``)."""
+    return re.search(r"workmill dashboard (update|init)\b", str(step.get("run", ""))) is not None
 
 
 @dataclass
@@ -91,7 +93,8 @@ def rehearse_job(
     }
     out = JobRehearsal("success")
     with workflow_contexts():
-        status = Status()
+        # at job level, success() means every needed job succeeded
+        status = Status(failed=any(r in ("failure", "cancelled") for r in (needs or {}).values()))
         job_if = expressions.parse_condition(job.get("if"))
         if not truthy(evaluate(job_if, Contexts(values, status))):
             return JobRehearsal("skipped")
@@ -99,6 +102,7 @@ def rehearse_job(
             **_render_env(doc.get("env", {}), Contexts(values, status)),
             **_render_env(job.get("env", {}), Contexts(values, status)),
         }
+        status = Status()  # the steps' own status functions start afresh
         path = _workmill_on_path(cwd)
         for i, step in enumerate(job.get("steps", [])):
             outcome = _step(step, values, status, failing, cwd, base_env, path, out, observe)

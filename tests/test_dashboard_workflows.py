@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+
 from dashboard_fake import DashboardFake
 from dashboard_rehearsal import is_dashboard_step, rehearse_job
 from test_github_support import OWNER_REPO, TOKEN, github_workmill_yml
-
 from workmill.dashboard._render import read_body
 from workmill.github import workflow_templates
 from workmill.specs import DashboardConfig
@@ -69,8 +69,7 @@ class World:
             state = read_body(body, SHA)
             if state is not None:
                 return {
-                    s.key: s.status.value + (f" ({s.word})" if s.word else "")
-                    for s in state.stages
+                    s.key: s.status.value + (f" ({s.word})" if s.word else "") for s in state.stages
                 }
         return {}
 
