@@ -188,6 +188,16 @@ def test_workflows__every_default_stage_has_an_owner_and_steps_never_fail_the_jo
                 assert step.get("continue-on-error") is True, f"{name}:{job_name}: {step}"
                 for key in re.findall(r"--stage (\S+)", step["run"]):
                     owners.setdefault(key, []).append(f"{name}:{job_name}")
-            if steps:
-                assert job.get("permissions", {}).get("pull-requests") == "write", job_name
-    assert sorted(owners) == sorted(DashboardConfig().stages), owners
+            if steps:  # a comment on a PR, or on a commit
+                perms = job.get("permissions", {})
+                assert "write" in (perms.get("pull-requests"), perms.get("contents")), job_name
+    defaults = set(DashboardConfig().stages)
+    for key in owners.keys() - defaults:
+        raise AssertionError(
+            f"stage {key!r} is updated by {owners[key]} but is not a default stage: "
+            "add it to DashboardConfig.stages in specs.py (else the update is refused)"
+        )
+    for key in defaults - owners.keys():
+        raise AssertionError(
+            f"default stage {key!r} is updated by no shipped workflow job: it would stay pending"
+        )
