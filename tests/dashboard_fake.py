@@ -263,3 +263,20 @@ def run_at_once(commands: list[list[str]], cwd: Any, env: dict[str, str]) -> lis
         _, err = p.communicate(timeout=180)
         out.append((p.returncode, err))
     return out
+
+
+def failed_lines(n: int, credits: int = 10) -> list[Any]:
+    """``n`` failed work orders for a run table (each with a reason name)."""
+    from workmill.dashboard import RunLine
+
+    return [
+        RunLine(
+            work_order_id=f"W{i:07d}",
+            tenant_id="Ag3ncy",
+            status="FAILED",
+            spend=credits,
+            refund=credits,
+            reasons=["103002001 BAD_INPUT (module 002)"],
+        )
+        for i in range(n)
+    ]

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dashboard_fake import run_at_once
+from conftest import run_cli
+from dashboard_fake import failed_lines, run_at_once
 from workmill.dashboard import (
     MAX_BODY,
     Dashboard,
-    RunLine,
     RunSection,
     Stage,
     State,
@@ -115,17 +114,7 @@ def test_render__cancelled_is_shown_as_failure_with_the_word():
 
 
 def test_render__a_run_too_long_for_github_is_cut_with_a_more_line():
-    lines = [
-        RunLine(
-            work_order_id=f"W{i:07d}",
-            tenant_id="Ag3ncy",
-            status="FAILED",
-            spend=10,
-            refund=10,
-            reasons=["103002001 BAD_INPUT (module 002)"],
-        )
-        for i in range(3000)
-    ]
+    lines = failed_lines(3000, credits=10)
     run = RunSection(at=STAMP, lines=lines, link="https://github.com/acme/p/actions/runs/7")
     state = State(sha=SHA, stages=[Stage(key="plan")], run=run)
     body = render(state)
@@ -167,19 +156,12 @@ def test_run_section__failures_carry_reason_names():
 # ------------------------------------------------------------ local store + CLI
 
 
+# a developer's shell (or CI on GitHub) may have these set: the tests choose their own
+NO_DASHBOARD_ENV = {"GITHUB_SHA": "", "WORKMILL_DASHBOARD_SHA": "", "WORKMILL_DASHBOARD_PR": ""}
+
+
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None):
-    full = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    for k in ("GITHUB_SHA", "WORKMILL_DASHBOARD_SHA", "WORKMILL_DASHBOARD_PR", "GITHUB_ACTIONS"):
-        full.pop(k, None)
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "workmill", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(*args, cwd=cwd, env={**NO_DASHBOARD_ENV, "GITHUB_ACTIONS": "", **(env or {})})
 
 
 def test_cli_local__init_twice_update_and_show(tmp_path):

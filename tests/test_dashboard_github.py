@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_fake import DashboardFake, run_at_once
+from dashboard_fake import DashboardFake, failed_lines, run_at_once
 from test_github_support import OWNER_REPO, TOKEN, Fault, github_workmill_yml
 from workmill.dashboard import (
     MAX_BODY,
     Dashboard,
     GithubCommentStore,
-    RunLine,
     RunSection,
     Status,
     body_length,
@@ -173,17 +172,7 @@ def test_a_stranger_comment_with_the_marker_is_not_read(fake):
 
 def test_a_run_too_long_for_github__cut_with_a_more_line(fake):
     board = _board(fake)
-    lines = [
-        RunLine(
-            work_order_id=f"W{i:07d}",
-            tenant_id="Ag3ncy",
-            status="FAILED",
-            spend=5,
-            refund=5,
-            reasons=["103002001 BAD_INPUT (module 002)"],
-        )
-        for i in range(5000)
-    ]
+    lines = failed_lines(5000, credits=5)
     link = "https://github.com/acme/platform/actions/runs/42"
     board.set_run(RunSection(at=now_stamp(), lines=lines, link=link, total_spend=25000))
     board.save()  # the fake refuses a body over 65,536 characters with GitHub's 422
