@@ -1,93 +1,114 @@
 """The step agent: the one process a module run starts; it starts the run's steps.
 
-Run as ``python -I -S _agent.py CONTROL_FD MODE FSIZE`` (stdlib only, so it
-starts in milliseconds and imports nothing from the platform). Under bwrap it
-is the sandbox's command; with ``sandbox: none`` it runs plainly. The platform
-sends it requests over the control socket (one JSON object per message, file
-descriptors attached with SCM_RIGHTS):
+Run as ``python -I -S _agent.py CONTROL_FD MODE FSIZE PLATFORM_PID``. It imports
+only built-in modules (``_socket``, ``_signal``, ``marshal``…, not ``socket``,
+``json`` or ``signal``, whose imports cost more than the rest of a module run),
+and nothing from the platform or the module folder. Under bwrap it is the
+sandbox's command; with ``sandbox: none`` it runs plainly.
+
+Protocol on the control socket (a stream; every message is an 8-byte big-endian
+length and a body). The platform sends ``marshal`` dicts (file descriptors
+attached with SCM_RIGHTS); the agent answers with small ASCII JSON objects,
+which the platform parses as untrusted text:
 
 - ``{"op": "spawn", "argv", "env", "cwd"}`` + fds ``[output, exit]``: start a
   step in its own session (stdin /dev/null, stdout+stderr to ``output``); when
   it exits its exit code is written to ``exit`` as text and ``exit`` closed.
-  Reply ``{"pid": N}`` or ``{"error": "..."}``.
-- ``{"op": "signal", "pid", "sig"}``: signal that step's process group.
-- ``{"op": "alive", "pid"}``: reply ``{"alive": bool}`` (is the group alive).
-- ``{"op": "stop", "grace"}``: SIGTERM every process of the run, SIGKILL what
-  is left after ``grace`` seconds; reply ``{"stopped": true}``.
+  Answer ``{"pid": N}`` or ``{"error": "..."}``.
+- ``{"op": "signal", "pid", "sig"}``: signal that step's process group (no answer).
+- ``{"op": "alive", "pid"}``: answer ``{"alive": true|false}`` (is the group alive).
+- ``{"op": "stop", "grace"}``: SIGTERM every process of the run, SIGKILL what is
+  left after ``grace`` seconds; answer ``{"stopped": true}``.
 
 End of file on the socket (the run is over, or the platform died) stops every
-process of the run and exits. In ``bwrap`` mode the run's processes are all the
-other processes of the PID namespace; in ``none`` mode the agent is a child
+process of the run and exits. Under bwrap the run's processes are all the other
+processes of the PID namespace; with ``sandbox: none`` the agent is a child
 subreaper, so double-forked daemons become its children, and it has
-``PR_SET_PDEATHSIG`` set. See docs/architecture.md "Threat model".
+``PR_SET_PDEATHSIG`` set (docs/architecture.md "Threat model").
 """
+
+# try/except/pass instead of contextlib.suppress: importing contextlib costs more than
+# the rest of the agent's start-up
+# ruff: noqa: SIM105
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
+import _signal
+import _socket
+import marshal
 import os
 import resource
 import select
-import signal
-import socket
 import sys
 import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE = 1 << 28
+SIGTERM, SIGKILL, SIGCHLD, SIGHUP = (
+    _signal.SIGTERM,
+    _signal.SIGKILL,
+    _signal.SIGCHLD,
+    _signal.SIGHUP,
+)
 
 
 def _prctl(option: int, value: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
+    try:
+        import ctypes  # only for sandbox: none, where prctl is the whole point
+
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError, ImportError):
+        pass
+
+
+def _ascii(text: str) -> str:
+    return "".join(c if c.isalnum() or c in " .,:;_-()/'" else "?" for c in text)[:300]
 
 
 class Agent:
-    def __init__(self, sock: socket.socket, mode: str) -> None:
+    def __init__(self, sock: _socket.socket, mode: str) -> None:
         self.sock = sock
         self.mode = mode
         self.exit_fds: dict[int, int] = {}  # step pid -> write end of its exit pipe
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
-        signal.signal(signal.SIGCHLD, lambda *_: _poke(self.wake_w))
+        _signal.signal(SIGCHLD, lambda *_: _poke(self.wake_w))
 
     # ------------------------------------------------------------ processes
 
     def others(self) -> list[int]:
-        """Every process of this run except the agent (and the namespace's init)."""
+        """Every live process of this run except the agent (and the namespace's init)."""
         me = os.getpid()
-        table = _process_table()
         if self.mode == "bwrap":
-            return [p for p in table if p not in (1, me)]
-        out, frontier = [], {me}
-        while frontier:
-            frontier = {p for p, pp in table.items() if pp in frontier and p != me}
-            out += sorted(frontier)
-        return out
+            pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+            return [p for p in pids if p not in (1, me) and _live(p)]
+        return _descendants(me)
 
     def signal_all(self, sig: int) -> None:
         for pid in self.others():
-            with contextlib.suppress(OSError):
+            try:
                 os.kill(pid, sig)
+            except OSError:
+                pass
 
     def stop(self, grace: float) -> None:
-        self.signal_all(signal.SIGTERM)
+        if not self.others():
+            self.reap()
+            return
+        self.signal_all(SIGTERM)
         end = time.monotonic() + grace
         while self.reap() or (self.others() and time.monotonic() < end):
             time.sleep(0.01)
-        # a fork racing the kill is caught by the next pass
-        for _ in range(50):
+        for _ in range(100):  # a fork racing the kill is caught by the next pass
             if not self.others():
                 break
-            self.signal_all(signal.SIGKILL)
+            self.signal_all(SIGKILL)
             time.sleep(0.01)
             self.reap()
 
     def reap(self) -> bool:
-        """Collect exited children; True while any is left to collect."""
+        """Collect exited children; True when any was collected."""
         got = False
         while True:
             try:
@@ -99,8 +120,10 @@ class Agent:
             got = True
             fd = self.exit_fds.pop(pid, None)
             if fd is not None:
-                with contextlib.suppress(OSError):
+                try:
                     os.write(fd, str(os.waitstatus_to_exitcode(status)).encode())
+                except OSError:
+                    pass
                 os.close(fd)
 
     # ------------------------------------------------------------ requests
@@ -126,8 +149,10 @@ class Agent:
         for fd in fds:
             os.close(fd)
         if op == "signal":
-            with contextlib.suppress(OSError):
+            try:
                 os.killpg(int(req["pid"]), int(req["sig"]))
+            except OSError:
+                pass
             return None
         if op == "alive":
             try:
@@ -138,20 +163,29 @@ class Agent:
         if op == "stop":
             self.stop(float(req.get("grace", 5)))
             return {"stopped": True}
-        return {"error": f"unknown request {op!r}"}
+        return {"error": f"unknown request {_ascii(str(op))}"}
 
-    def serve(self) -> None:
-        send_message(self.sock, {"ready": True})
+    def serve(self, platform_pid: int) -> None:
+        _send(self.sock, {"ready": True})
+        if self.mode == "none":
+            # after the answer, so the platform prepares the first step meanwhile; before
+            # any step starts, as requests are handled only after this
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _prctl(PR_SET_PDEATHSIG, SIGTERM)
+            if os.getppid() != platform_pid:  # the platform died before the prctl
+                return
         while True:
             ready, _, _ = select.select([self.sock, self.wake_r], [], [])
             if self.wake_r in ready:
-                with contextlib.suppress(BlockingIOError, OSError):
+                try:
                     os.read(self.wake_r, 512)
+                except OSError:
+                    pass
                 self.reap()
             if self.sock in ready:
                 try:
-                    req, fds = read_message(self.sock)
-                except (OSError, ValueError):
+                    req, fds = _read(self.sock)
+                except (OSError, ValueError, EOFError, TypeError):
                     req, fds = None, []
                 if req is None:
                     for fd in fds:
@@ -159,23 +193,44 @@ class Agent:
                     return
                 reply = self.handle(req, fds)
                 if reply is not None:
-                    send_message(self.sock, reply)
+                    _send(self.sock, reply)
 
 
-def send_message(sock: socket.socket, obj: dict, fds: tuple[int, ...] = ()) -> None:
-    """One length-prefixed JSON message; ``fds`` ride on its first byte (SCM_RIGHTS)."""
-    body = json.dumps(obj).encode()
-    data = len(body).to_bytes(8, "big") + body
-    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
-    if sent < len(data):
-        sock.sendall(data[sent:])
+def _json(obj: dict) -> bytes:
+    """The few answers the agent gives, as ASCII JSON (no json import)."""
+    parts = []
+    for key, value in obj.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        else:
+            text = '"' + _ascii(str(value)) + '"'
+        parts.append(f'"{key}": {text}')
+    return ("{" + ", ".join(parts) + "}").encode()
 
 
-def read_message(sock: socket.socket) -> tuple[dict | None, list[int]]:
-    """The next message and the fds that came with it; (None, fds) at end of file."""
+def _send(sock: _socket.socket, obj: dict) -> None:
+    body = _json(obj)
+    sock.sendall(len(body).to_bytes(8, "big") + body)
+
+
+def _recv_fds(sock: _socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """recvmsg with SCM_RIGHTS (what socket.recv_fds does, without importing array)."""
+    fds: list[int] = []
+    data, anc, _flags, _addr = sock.recvmsg(size, _socket.CMSG_LEN(maxfds * 4))
+    for level, kind, payload in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            for i in range(0, len(payload) - len(payload) % 4, 4):
+                fds.append(int.from_bytes(payload[i : i + 4], sys.byteorder, signed=True))
+    return data, fds
+
+
+def _read(sock: _socket.socket) -> tuple[dict | None, list[int]]:
+    """The next request and the fds that came with it; (None, fds) at end of file."""
     head, fds = b"", []
     while len(head) < 8:
-        data, got, _flags, _addr = socket.recv_fds(sock, 8 - len(head), 4)
+        data, got = _recv_fds(sock, 8 - len(head), 4)
         fds += got
         if not data:
             return None, fds
@@ -189,20 +244,25 @@ def read_message(sock: socket.socket) -> tuple[dict | None, list[int]]:
         if not chunk:
             return None, fds
         body += chunk
-    return json.loads(body), fds
+    req = marshal.loads(bytes(body))
+    if not isinstance(req, dict):
+        raise ValueError("a request is a dict")
+    return req, fds
 
 
 def _poke(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError, OSError):
+    try:
         os.write(fd, b"x")
+    except OSError:
+        pass
 
 
 def _exec_step(req: dict, out_fd: int) -> None:
     """In the forked child: become the step (never returns)."""
     try:
         os.setsid()
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        for sig in (SIGCHLD, SIGTERM, _signal.SIGPIPE, SIGHUP):
+            _signal.signal(sig, _signal.SIG_DFL)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
@@ -212,13 +272,56 @@ def _exec_step(req: dict, out_fd: int) -> None:
         argv = [str(a) for a in req["argv"]]
         os.execvpe(argv[0], argv, {str(k): str(v) for k, v in req["env"].items()})
     except BaseException as exc:
-        with contextlib.suppress(OSError):
+        try:
             os.write(2, f"workmill: could not start the step: {exc}\n".encode())
+        except OSError:
+            pass
     os._exit(127)
 
 
-def _process_table() -> dict[int, int]:
-    """Live (not zombie) processes visible in /proc, each with its parent pid."""
+def _live(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def _children(pid: int) -> list[int] | None:
+    """Children of ``pid`` from /proc/<pid>/task/*/children; None where the kernel lacks it."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                out += [int(x) for x in fh.read().split()]
+        except FileNotFoundError:
+            return None
+        except OSError:
+            continue
+    return out
+
+
+def _descendants(root: int) -> list[int]:
+    """Live processes below ``root``: the children files, else a scan of /proc by parent."""
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        kids = _children(todo.pop())
+        if kids is None:
+            return _descendants_by_scan(root)
+        for k in kids:
+            if _live(k):
+                out.append(k)
+            todo.append(k)
+    return out
+
+
+def _descendants_by_scan(root: int) -> list[int]:
     parent: dict[int, int] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -231,26 +334,31 @@ def _process_table() -> dict[int, int]:
         fields = stat[stat.rfind(b")") + 2 :].split()
         if fields and fields[0] not in (b"Z", b"X"):
             parent[int(name)] = int(fields[1])
-    return parent
+    out, frontier = [], {root}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p != root}
+        out += sorted(frontier)
+    return out
 
 
 def main(argv: list[str]) -> int:
-    control_fd, mode, fsize = int(argv[1]), argv[2], int(argv[3])
-    sock = socket.socket(fileno=control_fd)
-    if mode == "none":
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    control_fd, mode, fsize, platform_pid = int(argv[1]), argv[2], int(argv[3]), int(argv[4])
+    sock = _socket.socket(fileno=control_fd)
     if fsize > 0:  # no file a step writes may grow past the output cap
-        with contextlib.suppress(ValueError, OSError):
+        try:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        except (ValueError, OSError):
+            pass
     agent = Agent(sock, mode)
-    signal.signal(signal.SIGTERM, lambda *_: (agent.stop(0.0), os._exit(1)))
-    signal.signal(signal.SIGHUP, lambda *_: (agent.stop(0.0), os._exit(1)))
-    if mode == "none" and os.getppid() != int(argv[4]):  # the platform died before prctl
+
+    def die(*_: object) -> None:
         agent.stop(0.0)
-        return 1
+        os._exit(1)
+
+    _signal.signal(SIGTERM, die)
+    _signal.signal(SIGHUP, die)
     try:
-        agent.serve()
+        agent.serve(platform_pid)
     finally:
         agent.stop(0.0)
     return 0

@@ -9,6 +9,8 @@ the runner reads output and waits for exits exactly as with a local child.
 from __future__ import annotations
 
 import contextlib
+import json
+import marshal
 import os
 import select
 import signal
@@ -16,12 +18,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from workmill.errors import WorkmillError
-from workmill.sandbox._agent import read_message, send_message
 from workmill.sandbox._mode import SandboxChoice
 from workmill.sandbox._policy import SYSTEM_DIRS, SandboxPolicy, bwrap_argv
 
@@ -31,8 +33,44 @@ START_TIMEOUT = 30.0
 AGENT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 
 
+MAX_ANSWER = 4096
+
+
 class SandboxError(WorkmillError):
     """The sandbox (or the step agent) could not be started or stopped talking."""
+
+
+def send_request(sock: socket.socket, req: dict, fds: tuple[int, ...] = ()) -> None:
+    """One request to the agent (see ``_agent.py``): length, marshal body, fds on byte one."""
+    body = marshal.dumps(req)
+    data = len(body).to_bytes(8, "big") + body
+    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def read_answer(sock: socket.socket) -> dict | None:
+    """The agent's next answer (untrusted: small JSON object or None)."""
+    head = b""
+    while len(head) < 8:
+        chunk = sock.recv(8 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    size = int.from_bytes(head, "big")
+    if size > MAX_ANSWER:
+        return None
+    body = b""
+    while len(body) < size:
+        chunk = sock.recv(size - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    try:
+        got = json.loads(body)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
 
 
 @dataclass
@@ -180,19 +218,16 @@ class StepLauncher:
     def _reply(self) -> dict | None:
         assert self.sock is not None
         try:
-            msg, fds = read_message(self.sock)
-        except (OSError, ValueError):
+            return read_answer(self.sock)
+        except OSError:
             return None
-        for fd in fds:
-            os.close(fd)
-        return msg
 
     def _ask(self, req: dict, fds: tuple[int, ...] = (), *, reply: bool = True) -> dict:
         with self.lock:
             if self.sock is None:
                 raise SandboxError("the step agent is not running")
             try:
-                send_message(self.sock, req, fds)
+                send_request(self.sock, req, fds)
             except OSError as exc:
                 raise SandboxError(f"the step agent stopped: {exc.strerror}") from exc
             if not reply:
@@ -235,16 +270,24 @@ class StepLauncher:
             self._ask({"op": "stop", "grace": grace})
 
     def close(self) -> None:
-        """End the run: the agent kills whatever is left and exits (bwrap takes the rest)."""
+        """End the run: the agent kills whatever is left and exits (bwrap takes the rest).
+
+        Returns once every process holding the control socket is gone (end of file on
+        it), so nothing of the run writes after the outputs are checked."""
         with self.lock:
-            if self.sock is not None:
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
-                self.sock.close()
-                self.sock = None
+            sock, self.sock = self.sock, None
+        ended = False
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+                end = time.monotonic() + 10
+                while not ended and (left := end - time.monotonic()) > 0:
+                    ready, _, _ = select.select([sock], [], [], left)
+                    ended = bool(ready) and not sock.recv(4096)
+            sock.close()
         if self.proc is not None:
-            try:
-                self.proc.wait(timeout=10)
+            try:  # after end of file the agent is exiting: no polling wait needed
+                self.proc.wait(timeout=None if ended else 10)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(OSError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
