@@ -1,4 +1,4 @@
-"""Names and columns of every billing-state table (SPEC §8), in one place.
+"""Names and columns of every billing-state table (docs/reference.md "Billing rules"), in one place.
 
 The ledger, the state store, ``workmill init`` (templates) and the docs all
 read these; more columns may follow the required ones in a stored table.

@@ -18,11 +18,22 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write via a temp file in the same directory, fsync, rename over ``path``."""
+# Files of the platform repo that people read, edit and commit: rw-r--r-- like any
+# file an editor writes (mkstemp alone would leave them rw------- ).
+REPO_FILE_MODE = 0o644
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes, *, durable: bool = True, mode: int | None = None
+) -> None:
+    """Write via a temp file in the same directory, fsync, rename over ``path``.
+
+    The file is private (0600) unless ``mode`` says otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
@@ -37,8 +48,10 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
         fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+def atomic_write_text(
+    path: Path, text: str, *, durable: bool = True, mode: int | None = None
+) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable=durable, mode=mode)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""The ID policy (SPEC §2): random Base62, fixed length, case-insensitively unique."""
+"""The ID policy (docs/reference.md "Files of a platform repo"): random Base62, fixed length, case-insensitively unique."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def generate_free(kind: IdKind, is_taken: Callable[[str], bool]) -> str:
 
 
 def next_module_number(existing: Iterable[str]) -> str:
-    """The lowest free numeric module id 001-999 (SPEC §2 default allocation)."""
+    """The lowest free numeric module id 001-999 (docs/reference.md "Files of a platform repo" default allocation)."""
     taken = {fold(x) for x in existing}
     for i in range(1, 1000):
         if f"{i:03d}" not in taken:

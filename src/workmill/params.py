@@ -1,4 +1,4 @@
-"""Module params: the work order's params are the action's inputs (SPEC §3, §6).
+"""Module params: the work order's params are the action's inputs (docs/reference.md "Files of a platform repo").
 
 Resolution merges the action's input defaults under the given params, then
 checks required inputs and ``schemas/params.schema.json``. Every problem is a

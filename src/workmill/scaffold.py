@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workmill import ids
+from workmill import fsio, ids
 from workmill.billing_tables import COLUMNS, TEMPLATE_ROWS
 from workmill.digest import module_digest
 from workmill.errors import NotFound, SpecError, WorkmillError
-from workmill.fsio import atomic_write_bytes, atomic_write_text
 from workmill.repo import CONFIG_FILE, GLOBAL_REASONS, MAINTENANCE_DIR, TEMPLATES_DIR, PlatformRepo
 from workmill.tables import header_with_extras, parse_table, render_table
 from workmill.validate import (
@@ -36,7 +35,7 @@ DEFAULT_CATEGORIES = (
     ("05", "Media", "audio, image and video processing"),
     ("06", "Publishing", "modules that render or export results"),
 )
-# (key, name, description): every platform reason SPEC §5 requires.
+# (key, name, description): every platform reason docs/reference.md "Reason codes" requires.
 GLOBAL_REASONS_LIST = (
     ("P01", "INSUFFICIENT_CREDITS", "The balance is below the price of the work order"),
     ("P02", "TENANT_SUSPENDED", "The tenant is suspended; its work orders are rejected"),
@@ -115,18 +114,50 @@ modules, billed in integer credits.
 
 ## Everyday commands
 
-    workmill new module --name "My module" --category-id 04
-    workmill new tenant --name "Acme Media"
-    workmill new work-order --tenant-id <tenant_id> --module-id <module_id>
+    MODULE=$(workmill new module --name "My module" --category-id 04)
+    TENANT=$(workmill new tenant --name "Acme Media")
     workmill maintenance          # after any change to modules, tenants or reasons
+    WORK_ORDER=$(workmill new work-order --tenant-id "$TENANT" --module-id "$MODULE")
     workmill validate             # every problem, with file and line
-    workmill inspect work-order <work_order_id>
+    workmill inspect work-order "$WORK_ORDER"
+    workmill run && workmill history
 
 Edit `maintenance-state/reason_policy.csv` (fail / refundable) and
 `maintenance-state/module_artifacts_policy.csv` (artifacts_enabled) by hand;
 maintenance keeps your values. Register categories in
 `maintenance-state/ids/category_registry.csv`.
 """
+
+
+# Schemas editors validate against (docs/reference.md "Files of a platform repo"):
+# config/schemas/<kind>.schema.json, named by a first-line comment in each file.
+SCHEMAS_DIR = "config/schemas"
+EDITOR_SCHEMA_KINDS = ("workmill", "global-reasons", "module", "validation", "tenant", "work-order")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Scaffolded files are ordinary repo files: mode 0644, not mkstemp's 0600."""
+    fsio.atomic_write_bytes(path, data, mode=fsio.REPO_FILE_MODE)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def schema_line(kind: str, depth: int) -> str:
+    """The ``# yaml-language-server`` comment for a file ``depth`` folders below the root."""
+    return f"# yaml-language-server: $schema={'../' * depth}{SCHEMAS_DIR}/{kind}.schema.json\n"
+
+
+def write_schemas(root: Path) -> None:
+    """Write (or refresh) the editor schemas; unchanged files are not rewritten."""
+    from workmill.specs import json_schema
+
+    for kind in EDITOR_SCHEMA_KINDS:
+        path = root / SCHEMAS_DIR / f"{kind}.schema.json"
+        data = (json.dumps(json_schema(kind), indent=2) + "\n").encode()
+        if not path.is_file() or path.read_bytes() != data:
+            atomic_write_bytes(path, data)
 
 
 def _q(text: str) -> str:
@@ -154,7 +185,8 @@ def global_reasons_yaml() -> str:
         for key, name, desc in GLOBAL_REASONS_LIST
     ]
     return (
-        "# The platform's own reasons (SPEC §5). Codes are allocated by `workmill maintenance`;\n"
+        schema_line("global-reasons", 1)
+        + "# The platform's own reasons. Codes are allocated by `workmill maintenance`;\n"
         "# change fail/refundable per code in maintenance-state/reason_policy.csv.\n"
         + dump_yaml({"reasons": reasons})
     )
@@ -168,7 +200,8 @@ def init_repo(directory: Path | str) -> PlatformRepo:
     if root.exists() and not root.is_dir():
         raise WorkmillError(f"{root}: not a directory")
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / CONFIG_FILE, WORKMILL_YML)
+    atomic_write_text(root / CONFIG_FILE, schema_line("workmill", 0) + WORKMILL_YML)
+    write_schemas(root)
     atomic_write_text(root / GLOBAL_REASONS, global_reasons_yaml())
     ids_dir = root / MAINTENANCE_DIR
     atomic_write_bytes(
@@ -194,6 +227,9 @@ def init_repo(directory: Path | str) -> PlatformRepo:
     from workmill.github import write_workflows  # .github/workflows/, kept if present
 
     write_workflows(root)
+    for path in (root / ".github").rglob("*"):
+        if path.is_file():
+            path.chmod(fsio.REPO_FILE_MODE)
     repo = PlatformRepo.open(root)
     from workmill.maintenance import run_maintenance
 
@@ -205,7 +241,9 @@ def init_repo(directory: Path | str) -> PlatformRepo:
 
 
 def _module_files(module_id: str, name: str) -> dict[str, str]:
-    module_yml = f"""\
+    module_yml = (
+        schema_line("module", 2)
+        + f"""\
 module_id: "{module_id}"
 name: {_q(name)}
 version: "0.1.0"
@@ -224,7 +262,10 @@ smoke:
   params: {{greeting: hello}}
 tier: core
 """
-    validation_yml = """\
+    )
+    validation_yml = (
+        schema_line("validation", 2)
+        + """\
 # The module's own reasons: write the key (E01) to $WM_REASON_FILE.
 reasons:
   - key: E01
@@ -233,6 +274,7 @@ reasons:
     fail: true
     refundable: true
 """
+    )
     action_yml = f"""\
 name: {_q(name)}
 description: {_q("workmill module " + module_id)}
@@ -264,6 +306,7 @@ if not greeting:
     raise SystemExit(1)
 out = Path(os.environ["WM_OUTPUTS_DIR"]) / "result.json"
 out.write_text(json.dumps({"greeting": greeting}) + "\\n")
+print(f"wrote {out.name} with greeting {greeting!r}")
 '''
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -308,6 +351,7 @@ def new_module(repo: PlatformRepo, name: str, category_id: str, random: bool = F
     # retired ids stay taken: their reason codes must never be handed to a new module
     taken = [*repo.module_ids(), *(r["module_id"] for r in rows)]
     module_id = ids.generate(ids.IdKind.MODULE, taken) if random else ids.next_module_number(taken)
+    write_schemas(repo.root)
     folder = repo.module_dir(module_id)
     for rel, text in _module_files(module_id, name).items():
         atomic_write_text(folder / rel, text)
@@ -334,8 +378,9 @@ def new_module(repo: PlatformRepo, name: str, category_id: str, random: bool = F
 def new_tenant(repo: PlatformRepo, name: str) -> str:
     name = _check_name(name, "new tenant")
     tenant_id = ids.generate(ids.IdKind.TENANT, repo.tenant_ids())
+    write_schemas(repo.root)
     text = (
-        f'tenant_id: "{tenant_id}"\n'
+        schema_line("tenant", 2) + f'tenant_id: "{tenant_id}"\n'
         f"name: {_q(name)}\n"
         "status: active                 # active | suspended\n"
         "allow_release_consumers: []    # tenant ids that may reuse this tenant's releases\n"
@@ -345,7 +390,9 @@ def new_tenant(repo: PlatformRepo, name: str) -> str:
     return tenant_id
 
 
-def new_work_order(repo: PlatformRepo, tenant_id: str, module_ids: list[str]) -> str:
+def new_work_order(
+    repo: PlatformRepo, tenant_id: str, module_ids: list[str], *, purchase_artifacts: bool = False
+) -> str:
     """A work order for ``module_ids`` (their missing dependencies are added first)."""
     if not (repo.tenant_dir(tenant_id) / "tenant.yml").is_file():
         raise NotFound(f"tenant {tenant_id!r} not found under tenants/")
@@ -372,7 +419,7 @@ def new_work_order(repo: PlatformRepo, tenant_id: str, module_ids: list[str]) ->
                 "module_id": m,
                 "params": params,
                 "reuse_output_type": "new",
-                "purchase_release_artifacts": False,
+                "purchase_release_artifacts": purchase_artifacts,
             }
         )
     body = {
@@ -382,8 +429,10 @@ def new_work_order(repo: PlatformRepo, tenant_id: str, module_ids: list[str]) ->
         "promo_codes": [],
         "modules": modules,
     }
+    write_schemas(repo.root)
     text = (
-        "# mode: STRICT | PARTIAL_ALLOWED; reuse_output_type: new | cache | release | assets\n"
+        schema_line("work-order", 3)
+        + "# mode: STRICT | PARTIAL_ALLOWED; reuse_output_type: new | cache | release | assets\n"
         + dump_yaml(body)
     )
     atomic_write_text(repo.work_order_path(tenant_id, wo_id), text)

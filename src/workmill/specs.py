@@ -1,4 +1,4 @@
-"""Typed models of every YAML spec a platform repo holds (SPEC §1, §3).
+"""Typed models of every YAML spec a platform repo holds (docs/reference.md "Files of a platform repo").
 
 Unknown keys are errors everywhere (``extra="forbid"``); IDs must be quoted
 strings because YAML would read ``010`` as the number 8.
@@ -541,14 +541,54 @@ def load_spec(path: Path, model: type[M], display: str | None = None) -> M:
     return parse_model(read_yaml(path, display), model)
 
 
+# What each kind's schema is called in editors (its top-level title); kinds other
+# areas register get a title made from their name.
+SCHEMA_TITLES: dict[str, str] = {
+    "workmill": "workmill platform config (workmill.yml)",
+    "module": "workmill module (modules/<module_id>/module.yml)",
+    "validation": "workmill module reasons (modules/<module_id>/validation.yml)",
+    "action": "workmill module action (modules/<module_id>/action.yml)",
+    "tenant": "workmill tenant (tenants/<tenant_id>/tenant.yml)",
+    "work-order": "workmill work order (tenants/<tenant_id>/workorders/<work_order_id>.yml)",
+    "global-reasons": "workmill platform reasons (config/global_reasons.yml)",
+    "outputs-manifest": "workmill outputs manifest (outputs_manifest.json)",
+    "release-manifest": "workmill release manifest",
+}
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_id(kind: str) -> str:
+    """The schema's ``$id``: a name, not a download address (schemas ship with workmill)."""
+    return f"urn:workmill:schema:{kind}"
+
+
+def _readable(class_name: str) -> str:
+    """``WorkOrderModule`` -> ``Work order module``: $defs titles without Python names."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+", class_name.removesuffix("Spec"))
+    text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+    return text[:1].upper() + text[1:]
+
+
 def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of a spec kind, with ``$schema``, ``$id`` and titles
+    people can read (docs/reference.md "Files of a platform repo")."""
     try:
         model = SCHEMA_KINDS[kind]
     except KeyError:
         raise SpecError.at(
             "schema", f"unknown kind {kind!r}; one of {', '.join(sorted(SCHEMA_KINDS))}"
         ) from None
-    return model.model_json_schema(by_alias=True)
+    body = model.model_json_schema(by_alias=True)
+    for name, sub in body.get("$defs", {}).items():
+        if sub.get("title") == name:
+            sub["title"] = _readable(name)
+    body.pop("title", None)
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": schema_id(kind),
+        "title": SCHEMA_TITLES.get(kind, f"workmill {kind.replace('-', ' ')}"),
+        **body,
+    }
 
 
 def _register_manifest_kinds() -> None:

@@ -1,4 +1,4 @@
-"""The release manifest: authoritative for discovery and for ownership (SPEC §10)."""
+"""The release manifest: authoritative for discovery and for ownership (docs/reference.md "Files of a platform repo")."""
 
 from __future__ import annotations
 

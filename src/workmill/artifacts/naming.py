@@ -1,4 +1,4 @@
-"""Artifact file names (SPEC §10): ``<tenant>-<work_order>-<module>-<item>-<shorthash>.<ext>``.
+"""Artifact file names (docs/reference.md "Files of a platform repo"): ``<tenant>-<work_order>-<module>-<item>-<shorthash>.<ext>``.
 
 Lower-case, no spaces, bounded length. Pure functions.
 """

@@ -1,4 +1,4 @@
-"""The output cache (SPEC §10): deterministic keys, a backend seam, retention, prune.
+"""The output cache (docs/reference.md "Files of a platform repo"): deterministic keys, a backend seam, retention, prune.
 
 Public API (pinned by tests/test_cache_api.py)::
 

@@ -1,6 +1,6 @@
-"""Pure functions over ``cache_index.csv`` rows (SPEC §8): the cache's governance record.
+"""Pure functions over ``cache_index.csv`` rows (docs/reference.md "Billing rules"): the cache's governance record.
 
-Rows are plain ``dict[str, str]`` with the SPEC columns (as workmill.tables
+Rows are plain ``dict[str, str]`` with the documented columns (as workmill.tables
 reads them). Every function returns a new list and never mutates its input,
 so a caller can re-apply the same change to a fresher copy of the state after
 a commit conflict.

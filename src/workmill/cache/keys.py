@@ -1,4 +1,4 @@
-"""Deterministic cache keys (SPEC §10): the same request always gives the same key.
+"""Deterministic cache keys (docs/reference.md "Files of a platform repo"): the same request always gives the same key.
 
 The key is ``sha256`` (lower-case hex) of the UTF-8 bytes of one canonical JSON
 document::

@@ -1,4 +1,4 @@
-"""``workmill cache list`` and ``workmill cache prune`` as library functions (SPEC §10).
+"""``workmill cache list`` and ``workmill cache prune`` as library functions (docs/reference.md "Files of a platform repo").
 
 Prune lists *every* entry the backend holds, registers those the index does
 not know as ``origin=orphan`` (held ``orphan_cache_hold_days`` from now), and

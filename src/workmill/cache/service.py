@@ -42,7 +42,7 @@ log = logging.getLogger("workmill.cache")
 
 @dataclass(frozen=True)
 class CacheRequest:
-    """Everything that identifies a cached result (SPEC §10); ``key`` is derived from it."""
+    """Everything that identifies a cached result (docs/reference.md "Files of a platform repo"); ``key`` is derived from it."""
 
     tenant_id: str
     module_id: str

@@ -33,7 +33,7 @@ def _working_dir(app: AppContext, value: Path | None) -> Path:
 
 @click.group("state")
 def state_group() -> None:
-    """Create, download and upload the billing state (SPEC §9).
+    """Create, download and upload the billing state (docs/reference.md "Billing rules").
 
     Example:
 

@@ -10,6 +10,7 @@ import click
 from workmill.cli._common import (
     CONTEXT_SETTINGS,
     AppContext,
+    echo_err,
     echo_json,
     id_check,
     json_option,
@@ -99,14 +100,17 @@ def new_group() -> None:
 def new_module_cmd(app: AppContext, name: str, category_id: str, random_id: bool) -> None:
     """Create modules/<id>/ (next free number 001-999) and register it.
 
+    Prints the new id alone on stdout (the folder goes to stderr).
+
     Example:
 
-        workmill new module --name "Ingest CSV" --category-id 02
+        MODULE=$(workmill new module --name "Ingest CSV" --category-id 02)
     """
     from workmill.scaffold import new_module
 
     module_id = new_module(app.repo, name, category_id, random=random_id)
-    click.echo(f"created modules/{module_id}/ (run `workmill maintenance` next)")
+    # the id alone on stdout, so `MODULE=$(workmill new module ...)` captures it
+    echo_err(f"created modules/{module_id}/ (run `workmill maintenance` next)")
     click.echo(module_id)
 
 
@@ -116,14 +120,16 @@ def new_module_cmd(app: AppContext, name: str, category_id: str, random_id: bool
 def new_tenant_cmd(app: AppContext, name: str) -> None:
     """Create tenants/<id>/tenant.yml with a fresh 6-character ID.
 
+    Prints the new id alone on stdout (the file name goes to stderr).
+
     Example:
 
-        workmill new tenant --name "Acme Media"
+        TENANT=$(workmill new tenant --name "Acme Media")
     """
     from workmill.scaffold import new_tenant
 
     tenant_id = new_tenant(app.repo, name)
-    click.echo(f"created tenants/{tenant_id}/tenant.yml")
+    echo_err(f"created tenants/{tenant_id}/tenant.yml (run `workmill maintenance` next)")
     click.echo(tenant_id)
 
 
@@ -142,18 +148,28 @@ def new_tenant_cmd(app: AppContext, name: str) -> None:
     callback=id_check("module"),
     help="Module to run (repeat); missing dependencies are added.",
 )
+@click.option(
+    "--purchase-artifacts",
+    "artifacts",
+    is_flag=True,
+    help="Buy each module's outputs as release artifacts (purchase_release_artifacts: true).",
+)
 @pass_app
-def new_work_order_cmd(app: AppContext, tenant_id: str, module_ids: tuple[str, ...]) -> None:
+def new_work_order_cmd(
+    app: AppContext, tenant_id: str, module_ids: tuple[str, ...], artifacts: bool
+) -> None:
     """Create tenants/<tenant>/workorders/<id>.yml for the given modules.
+
+    Prints the new id alone on stdout (the file name goes to stderr).
 
     Example:
 
-        workmill new work-order --tenant-id Ab12Cd --module-id 001 --module-id 002
+        WORK_ORDER=$(workmill new work-order --tenant-id Ab12Cd --module-id 001 --module-id 002)
     """
     from workmill.scaffold import new_work_order
 
-    wo = new_work_order(app.repo, tenant_id, list(module_ids))
-    click.echo(f"created tenants/{tenant_id}/workorders/{wo}.yml")
+    wo = new_work_order(app.repo, tenant_id, list(module_ids), purchase_artifacts=artifacts)
+    echo_err(f"created tenants/{tenant_id}/workorders/{wo}.yml")
     click.echo(wo)
 
 
@@ -235,18 +251,30 @@ def maintenance_cmd(ctx: click.Context, check: bool, as_json: bool) -> None:
 
 
 @click.command("schema", context_settings=CONTEXT_SETTINGS)
-@click.argument("kind")
-def schema_cmd(kind: str) -> None:
-    """Print the JSON Schema of a spec KIND (module, validation, tenant, work-order, ...).
+@click.argument("kind", required=False)
+@json_option
+def schema_cmd(kind: str | None, as_json: bool) -> None:
+    """Print the JSON Schema of a spec KIND; without KIND, list the kinds.
 
-    Kinds come from workmill.specs.SCHEMA_KINDS (other areas register more).
+    Editors use these schemas: `workmill init` writes them to config/schemas/ and
+    each scaffolded file names its schema on a `# yaml-language-server:` line.
 
     Example:
 
-        workmill schema work-order
-    """
-    from workmill.specs import SCHEMA_KINDS, json_schema
+        workmill schema
 
+        workmill schema work-order > work-order.schema.json
+    """
+    from workmill.specs import SCHEMA_KINDS, SCHEMA_TITLES, json_schema
+
+    if kind is None:
+        if as_json:
+            echo_json({k: SCHEMA_TITLES.get(k, k) for k in sorted(SCHEMA_KINDS)})
+            return
+        width = max(len(k) for k in SCHEMA_KINDS)
+        for k in sorted(SCHEMA_KINDS):
+            click.echo(f"{k:<{width}}  {SCHEMA_TITLES.get(k, '')}")
+        return
     if kind not in SCHEMA_KINDS:
         raise UsageError(f"unknown schema kind {kind!r}; one of: {', '.join(sorted(SCHEMA_KINDS))}")
     echo_json(json_schema(kind))

@@ -1,4 +1,4 @@
-"""Billing arithmetic (SPEC §8): pure functions over typed records, no I/O.
+"""Billing arithmetic (docs/reference.md "Billing rules"): pure functions over typed records, no I/O.
 
 The store (``workmill.state``) loads and commits rows; everything that decides
 an amount lives here so it can be tested exhaustively.

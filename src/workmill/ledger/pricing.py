@@ -1,4 +1,4 @@
-"""Price of a work order and promo allocation (SPEC §8), as pure functions.
+"""Price of a work order and promo allocation (docs/reference.md "Billing rules"), as pure functions.
 
 Everything here is integer arithmetic on records: no clock, no files, no
 randomness. The same inputs always give the same ``Quote``.
@@ -234,7 +234,7 @@ def quote(
     now: datetime | None = None,
     usage: PromoUsage | None = None,
 ) -> Quote:
-    """Price a work order and apply its promo codes in listed order (SPEC §8)."""
+    """Price a work order and apply its promo codes in listed order (docs/reference.md "Billing rules")."""
     priced = price_lines(lines, pricing)
     if promo_codes and now is None:
         raise ValueError("quote() needs `now` to check promo validity")

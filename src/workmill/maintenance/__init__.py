@@ -1,4 +1,4 @@
-"""``workmill maintenance``: compile maintenance-state/ (SPEC §4).
+"""``workmill maintenance``: compile maintenance-state/ (docs/reference.md "Files of a platform repo").
 
 ``compile_maintenance`` is pure apart from reading the repo; ``run_maintenance``
 writes only the files whose bytes differ (atomically) or, with ``check``,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workmill.fsio import atomic_write_bytes
+from workmill.fsio import REPO_FILE_MODE, atomic_write_bytes
 from workmill.maintenance._allocator import GLOBAL_MODULE, ReasonDef, allocate
 from workmill.maintenance._compile import (
     ARTIFACTS_COLUMNS,
@@ -87,7 +87,7 @@ def write_compiled(
     if not check:
         # the manifest goes last: an interrupted run then looks stale, never fresh
         for name in sorted(result.changed, key=lambda n: n == MANIFEST):
-            atomic_write_bytes(repo.maintenance_dir / name, files[name])
+            atomic_write_bytes(repo.maintenance_dir / name, files[name], mode=REPO_FILE_MODE)
     return result
 
 

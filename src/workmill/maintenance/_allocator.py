@@ -1,4 +1,4 @@
-"""The reason-code allocator (SPEC §5): codes ``GCCMMMRRR``, never reused.
+"""The reason-code allocator (docs/reference.md "Reason codes"): codes ``GCCMMMRRR``, never reused.
 
 Pure: given the registry rows and the reasons defined now (in order of first
 appearance), return the new registry rows. Invariants:

@@ -1,4 +1,4 @@
-"""Outputs that come from elsewhere: a published release or a tenant's assets (SPEC §10).
+"""Outputs that come from elsewhere: a published release or a tenant's assets (docs/reference.md "Files of a platform repo").
 
 Both paths end the same way: files placed under the module's outputs dir,
 every sha256 verified, nothing read from outside the place it must come from.

@@ -1,4 +1,4 @@
-"""Split a plan's work orders into shards, so ``execute`` can fan out over runners (SPEC §11).
+"""Split a plan's work orders into shards, so ``execute`` can fan out over runners (docs/reference.md "Commands").
 
 Pure functions of the plan: every runner (and ``settle``) computes the same
 split from the same plan file and shard count, so nothing but ``K/N`` has to
@@ -16,7 +16,7 @@ there yet and fail ``RELEASE_NOT_FOUND``. So producer and consumer are linked
 (tenant, module) — ``cache_writer``/``after_jobs`` — so that a second
 identical request in the same process finds the first one's entry (a hit)
 instead of running again. That is an economy, not a rule of correctness:
-the price is charged in every reuse mode (SPEC §10), a cache miss is not a
+the price is charged in every reuse mode (docs/reference.md "Files of a platform repo"), a cache miss is not a
 failure, two saves of one key are safe (the local backend publishes by one
 rename and keeps the first; the index row is an upsert), and each entry
 stays private to its tenant. Split across runners, such work orders may both

@@ -1,4 +1,4 @@
-"""Module and work-order statuses (SPEC §7) and the pure rule deriving one from the other."""
+"""Module and work-order statuses (docs/reference.md "Statuses") and the pure rule deriving one from the other."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The billing state store (SPEC §9): a release-backed, revisioned set of CSV tables.
+"""The billing state store (docs/reference.md "Billing rules"): a release-backed, revisioned set of CSV tables.
 
 Typical use (the orchestrator, the cache, ``workmill topup``)::
 

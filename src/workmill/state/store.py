@@ -1,4 +1,4 @@
-"""The billing-state commit protocol on top of a ``ReleaseStore`` (SPEC §9).
+"""The billing-state commit protocol on top of a ``ReleaseStore`` (docs/reference.md "Billing rules").
 
 A revision is published by *creating* its manifest asset ``manifest-rNNNNNNNNN.json``;
 every table asset it names was written before, under a revision- and

@@ -1,4 +1,4 @@
-"""Whole-repo validation (SPEC §2-§5): every problem, never just the first.
+"""Whole-repo validation (docs/reference.md "Files of a platform repo", "Reason codes"): every problem, never just the first.
 
 ``validate_repo`` = load problems + the platform checks + every work order.
 ``validate_platform`` is the part maintenance depends on (modules, tenants,

@@ -1,6 +1,6 @@
 """Module 001, Ingest sales: a deterministic synthetic sales export (standard library only).
 
-workmill contract (SPEC §6): params come from $WM_PARAMS_FILE (after defaults), outputs
+workmill contract (docs/reference.md "Files of a platform repo"): params come from $WM_PARAMS_FILE (after defaults), outputs
 go to $WM_OUTPUTS_DIR, and a business problem is a reason key written to
 $WM_REASON_FILE. In smoke mode ($WM_MODE=smoke) only a handful of rows is written.
 """

@@ -1,6 +1,6 @@
 """Module 008, Demand forecast (premium): seasonal revenue projection, standard library only.
 
-workmill contract (SPEC §6): params come from $WM_PARAMS_FILE (after defaults), outputs
+workmill contract (docs/reference.md "Files of a platform repo"): params come from $WM_PARAMS_FILE (after defaults), outputs
 go to $WM_OUTPUTS_DIR. Whether the tenant may run it at all is decided by workmill
 before the work order is charged (tier: premium), not here.
 """
