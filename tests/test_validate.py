@@ -49,7 +49,8 @@ def test_check_names__stray_file_in_tenants(pf):
 def test_check_ids_match_paths__module_id_differs_from_folder(pf):
     pf.edit("modules/001/module.yml", 'module_id: "001"', 'module_id: "003"')
     p = only(pf, "does not match its folder name")
-    assert p.startswith("modules/001/module.yml:1: module_id:")
+    # line 1 is the scaffold's yaml-language-server comment
+    assert p.startswith("modules/001/module.yml:2: module_id:")
 
 
 def test_check_ids_match_paths__work_order_id_differs_from_file(pf):
@@ -59,7 +60,7 @@ def test_check_ids_match_paths__work_order_id_differs_from_file(pf):
 
 def test_check_depends_on__unknown_module(pf):
     pf.edit("modules/002/module.yml", 'depends_on: ["001"]', 'depends_on: ["001", "009"]')
-    assert "modules/002/module.yml:5: depends_on.1: unknown module '009'" in problems(pf)
+    assert "modules/002/module.yml:6: depends_on.1: unknown module '009'" in problems(pf)
 
 
 def test_check_depends_on__cycle_reported_once(pf):
