@@ -364,17 +364,22 @@ def _bin_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _bash(script: str, cwd: Path, env: dict[str, str], timeout: float = 300):
+    """Run a README block with ``set -euo pipefail``: any failing line fails the test."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_readme__walkthrough_runs_as_written(tmp_path):
     script = _bash_block((ROOT / "README.md").read_text(), "## A platform of your own")
     assert "<" not in script.replace("<<", "")  # no placeholders a shell would read as redirects
-    r = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env=_bin_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _bash(script, tmp_path, _bin_env(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ledger OK" in r.stdout and "485" in r.stdout
     out = tmp_path / "my-platform" / "out"
@@ -386,14 +391,7 @@ def test_examples_readme__run_it_yourself_runs_as_written(tmp_path):
     text = (ROOT / "examples" / "platform" / "README.md").read_text()
     script = _bash_block(text, "## Run it yourself")
     script = script.replace("/tmp/wm-demo", str(tmp_path / "wm-demo"))
-    r = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=ROOT,
-        env=_bin_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _bash(script, ROOT, _bin_env(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SCORING_SERVICE_UNAVAILABLE" in r.stdout and "ledger OK" in r.stdout
 
@@ -418,13 +416,6 @@ def test_readme__quick_start_in_a_fresh_venv(tmp_path):
     env = _bin_env(tmp_path)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
     env["VIRTUAL_ENV"] = str(venv)
-    r = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
+    r = _bash(script, copy, env, timeout=3600)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     assert "deliberate" in r.stdout and " passed" in r.stdout
