@@ -93,6 +93,13 @@ class BillingStore:
         self.lock = FileLock(str(lock_path), timeout=300)
         self.keep_revisions = keep_revisions
 
+    @classmethod
+    def open(cls, repo) -> BillingStore:
+        """Moved a floor up: the store is chosen by ``workmill.backends.open_billing_store``."""
+        raise TypeError(
+            "BillingStore.open(repo) moved: use workmill.backends.open_billing_store(repo)"
+        )
+
     # ------------------------------------------------------------ revisions
     def revisions(self) -> list[int]:
         """Published revisions, oldest first."""
