@@ -8,6 +8,18 @@ and the Actions caches list / delete. Pagination is by ``Link`` header with a
 deliberately small page size; faults (5xx, secondary rate limits) are
 injected per request pattern. Every request is checked for the API headers
 and the bearer token; a violation is recorded, never silently accepted.
+
+GitHub's limits, as its documentation states them, each switchable by a test:
+``starter_uploads`` (the next N uploads fail with 502 and leave a "starter"
+asset holding the name), ``MAX_ASSETS`` per release (422), ``immutable``
+(releases are immutable once published: uploads and deletes answer 422),
+``LISTING_CAP`` (a listing page past 10,000 items answers 422), and
+``Fault`` for 5xx and rate limits (a secondary limit has no headers).
+
+Other endpoint families register with :meth:`FakeGithub.add_routes` (a
+function ``(handler, method, path, query, body) -> (status, json, headers,
+raw) | None``, called under the fake's lock before the built-in routes); the
+Actions cache service lives in ``tests/fakes/actions_cache.py`` that way.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 OWNER_REPO = "acme/platform"
+MAX_ASSETS = 1000  # GitHub: a release holds at most 1000 assets
+LISTING_CAP = 10_000  # GitHub: a listing returns at most the first 10,000 items
 TOKEN = "ghp_FAKEtoken0123456789abcdefSECRET"
 
 
@@ -55,6 +69,9 @@ class FakeGithub:
         self.blob_auth_seen = 0
         self._next_id = 1000
         self._signatures: dict[str, int] = {}
+        self.starter_uploads = 0  # the next N uploads: 502 after leaving a "starter" asset
+        self.immutable = False  # repository setting "release immutability"
+        self.extra_routes: list[Any] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -69,6 +86,11 @@ class FakeGithub:
         self.server.server_close()
 
     # ------------------------------------------------------------ helpers for tests
+    def add_routes(self, route) -> None:
+        """Serve another endpoint family: ``route(handler, method, path, q, body)`` returns
+        ``(status, json, headers, raw)`` or None to fall through to the built-in routes."""
+        self.extra_routes.append(route)
+
     def new_id(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -113,10 +135,33 @@ class FakeGithub:
             "created_at": "2026-11-23T12:00:00Z",
             "published_at": "2026-11-23T12:00:00Z",
             "author": {"login": "workmill-bot", "id": 1},
+            "immutable": bool(r.get("immutable")),
             "assets": [
                 self.asset_json(a) for a in self.assets.values() if a["_release"] == r["id"]
             ],
         }
+
+    def immutable_refusal(self, what: str) -> tuple:
+        verb = "upload assets to" if what == "upload" else "modify assets of"
+        return (
+            422,
+            {
+                "message": f"Cannot {verb} an immutable release",
+                "documentation_url": "https://docs.github.com/rest/releases/assets",
+            },
+            None,
+            None,
+        )
+
+    def upload_limit(self, rid: int, name: str, body: bytes) -> tuple | None:
+        """GitHub's refusals of an upload that are not about the name (called under the lock)."""
+        if self.releases[rid].get("immutable"):
+            return self.immutable_refusal("upload")
+        if sum(1 for a in self.assets.values() if a["_release"] == rid) >= MAX_ASSETS:
+            err = {"resource": "ReleaseAsset", "code": "custom", "field": "name"}
+            err["message"] = f"a release can have at most {MAX_ASSETS} assets"
+            return 422, {"message": "Validation Failed", "errors": [err]}, None, None
+        return None
 
     def asset_json(self, a: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in a.items() if not k.startswith("_")}
@@ -169,6 +214,16 @@ class FakeGithub:
             ) -> None:
                 per_page = min(int(query.get("per_page", ["30"])[0]), 100, fake.page_size)
                 page = int(query.get("page", ["1"])[0])
+                if (page - 1) * per_page >= LISTING_CAP:
+                    self._send(
+                        422,
+                        {
+                            "message": f"Only the first {LISTING_CAP} results are available.",
+                            "documentation_url": "https://docs.github.com/rest",
+                        },
+                    )
+                    return
+                items = items[:LISTING_CAP]
                 chunk = items[(page - 1) * per_page : page * per_page]
                 links = []
                 last = max(1, -(-len(items) // per_page))
@@ -187,10 +242,10 @@ class FakeGithub:
                 self._send(200, body, headers)
 
             def _check_api_headers(self, method: str, path: str) -> bool:
-                if path.startswith("/_blob/"):
-                    if self.headers.get("Authorization"):
+                if path.startswith(("/_blob/", "/_cache", "/twirp/")):
+                    if path.startswith("/_") and self.headers.get("Authorization"):
                         fake.blob_auth_seen += 1
-                    return True
+                    return True  # not the REST API: their own routes check their own auth
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     self._send(
                         401,
@@ -250,6 +305,10 @@ class FakeGithub:
                     None,
                 )
                 with fake.lock:
+                    for extra in fake.extra_routes:
+                        hit = extra(self, method, path, q, body)
+                        if hit is not None:
+                            return hit
                     if method == "GET" and path.startswith("/_blob/"):
                         aid = fake._signatures.get(q.get("sig", [""])[0])
                         if aid is None or aid not in fake.assets:
@@ -320,6 +379,7 @@ class FakeGithub:
                             "draft": bool(data.get("draft")),
                             "prerelease": bool(data.get("prerelease")),
                             "make_latest": data.get("make_latest"),
+                            "immutable": fake.immutable and not data.get("draft"),
                         }
                         fake.releases[r["id"]] = r
                         return 201, fake.release_json(r), None, None
@@ -344,6 +404,9 @@ class FakeGithub:
                         if rid not in fake.releases:
                             return nf
                         name = q.get("name", [""])[0]
+                        limit = fake.upload_limit(rid, name, body)
+                        if limit is not None:
+                            return limit
                         if not self.headers.get("Content-Type"):
                             return (
                                 422,
@@ -397,6 +460,10 @@ class FakeGithub:
                             "_release": rid,
                         }
                         fake.assets[aid] = a
+                        if fake.starter_uploads > 0:  # the upload breaks half-way
+                            fake.starter_uploads -= 1
+                            a.update(state="starter", size=0, _data=b"")
+                            return 502, {"message": "Server Error"}, None, None
                         return 201, fake.asset_json(a), None, None
                     m = re.fullmatch(rf"{base}/releases/assets/(\d+)", path)
                     if m:
@@ -404,6 +471,8 @@ class FakeGithub:
                         if aid not in fake.assets:
                             return nf
                         if method == "DELETE":
+                            if fake.releases[fake.assets[aid]["_release"]].get("immutable"):
+                                return fake.immutable_refusal("delete")
                             del fake.assets[aid]
                             return 204, None, None, None
                         if method == "GET":
@@ -450,6 +519,12 @@ class FakeGithub:
 
             def do_DELETE(self) -> None:
                 self._handle("DELETE")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
 
         return Handler
 

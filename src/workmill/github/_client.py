@@ -266,7 +266,7 @@ class GithubClient:
 
     def _secondary_done(self, resp: httpx.Response) -> None:
         """A response that is not a rate limit ends a run of secondary limits."""
-        if resp.status_code < 400 and self._secondary_hits:
+        if self._secondary_hits:
             with self._secondary_lock:
                 self._secondary_hits = 0
 
@@ -295,7 +295,7 @@ class GithubClient:
             yield from items
             seen += len(items)
             url = next_link(resp.headers.get("link", ""))
-            if url is not None and seen >= LISTING_CAP:
+            if seen >= LISTING_CAP:  # GitHub stops here, silently: the rest is unlisted
                 raise self._capped(path)
             query = None  # the next link carries the query
             if url is not None and not self._trusted(url):
@@ -304,7 +304,7 @@ class GithubClient:
     def _capped(self, path: str) -> GithubListingCapped:
         return GithubListingCapped(
             f"GitHub API GET {urlsplit(self.url(path)).path}: GitHub lists at most "
-            f"{LISTING_CAP:,} items and there are more; look items up by name instead "
+            f"{LISTING_CAP:,} items and this listing reached that; look items up by name instead "
             "(e.g. workmill release download TAG)"
         )
 
