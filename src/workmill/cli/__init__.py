@@ -46,6 +46,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "keygen": ("_licence", "Write an Ed25519 key pair for registry signatures and licences."),
     "licence": ("_licence", "Issue, verify and list offline licences for premium modules."),
     "registry": ("_registry", "Search, show, install and publish signed module archives."),
+    "usage": ("_usage", "Per tenant and module: work orders, runs, credits, time, cache hits."),
 }
 
 
