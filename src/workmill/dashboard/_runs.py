@@ -125,15 +125,17 @@ def publish_run(
     from workmill.dashboard._dashboard import open_dashboard
 
     env = dict(os.environ) if env is None else dict(env)
+    summary = env.get("GITHUB_STEP_SUMMARY")
+    sha = env.get(SHA_ENV) or (env.get("GITHUB_SHA") if env.get("GITHUB_ACTIONS") else None)
+    if not summary and not sha:
+        return []  # a run on one machine: nothing to write, not even the catalog to read
     title = "workmill plan (dry run: nothing charged)" if dry_run else "workmill run"
     section = run_section(rows, reason_namer(repo), run_link(env), title)
     done = []
-    summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:
         with Path(summary).open("a", encoding="utf-8") as fh:
             fh.write(step_summary(section))
         done.append("step summary")
-    sha = env.get(SHA_ENV) or (env.get("GITHUB_SHA") if env.get("GITHUB_ACTIONS") else None)
     if sha and section.lines:
         pr_text = env.get(PR_ENV, "")
         pr = int(pr_text) if pr_text.isdigit() else None
