@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -262,6 +263,21 @@ def test_console__fold_runs_rates_exclude_skipped_runs_and_non_lookups():
     assert fold.reasons == {"X1": 1, "X2": 1}
     assert [r.status for r in fold.by_work_order["W2"]] == ["SKIPPED", "COMPLETED"]
     assert "W1" not in fold.by_work_order
+
+
+def test_console__charts_leave_no_import_hook_behind():
+    """pygal's map-plugin finder would turn every later failed import into an ImportWarning."""
+    import importlib
+    import warnings
+
+    from workmill.console._charts import horizontal_bars
+
+    horizontal_bars("t", [("a", 1)])
+    assert not [f for f in sys.meta_path if type(f).__module__ == "pygal"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("workmill_no_such_module_here")
 
 
 def test_console__count_axes_have_whole_number_ticks():
