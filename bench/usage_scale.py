@@ -3,7 +3,7 @@
 The history is ``run_scale.build_history`` (spread over the 24 months up to 2026-11,
 written straight into partitions); the current month (2026-12) then gets the same
 small activity at every size: 3 rounds of 3 real work orders through plan → execute →
-settle. Timed: loading the billing state and computing the report (the library call
+settle. Timed: reading the head manifest and computing the report (the library call
 behind ``workmill usage --month 2026-12``), median of ``--runs``. The report reads
 only the month's partitions, so its cost follows the month's own volume, not the
 history; for contrast the last history month (2026-11, which grows with n) is timed too.
@@ -37,7 +37,7 @@ def time_usage(store: BillingStore, month: str, runs: int) -> tuple[float, int]:
     times, rows = [], 0
     for _ in range(runs):
         t0 = time.perf_counter()
-        rows = len(usage.report(store.load(), month))
+        rows = len(usage.report(usage.month_state(store), month))
         times.append(time.perf_counter() - t0)
     return statistics.median(times), rows
 

@@ -120,6 +120,22 @@ def _add_runs(
         row.artifacts_published += r.get("artifacts_published") == "true"
 
 
+def month_state(store) -> BillingState:
+    """The head revision's manifest alone: usage needs no small table (balances, pricing),
+    so none is read; partitions are read lazily when ``month_rows`` asks for them."""
+    from workmill.errors import StateError
+
+    head = store.head_revision()
+    if head is None:
+        raise StateError(
+            f"billing state {store.tag!r} does not exist yet; run `workmill state bootstrap`"
+        )
+    manifest = store.read_manifest(head)
+    return BillingState(
+        manifest, {}, lambda asset: store.releases.read_asset(store.tag, asset), f"{store.tag}/"
+    )
+
+
 def report(state: BillingState, month: str, tenant_id: str | None = None) -> list[UsageRow]:
     """Usage of ``month`` (``YYYY-MM``) per (tenant, module), sorted."""
     check_month(month)
