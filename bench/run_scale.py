@@ -162,6 +162,15 @@ def build_history(root: Path, n: int) -> BillingStore:
     return store
 
 
+def compiled_repo(tmp: Path) -> Path:
+    """tests/platform_factory.py's repo under ``tmp``, after `workmill maintenance`."""
+    root = build_repo(tmp / "repo")
+    subprocess.run(
+        [sys.executable, "-m", "workmill", "maintenance"], cwd=root, check=True, capture_output=True
+    )
+    return root
+
+
 def measure(root: Path, runs: int, first: int = 0) -> list[tuple[float, float, float]]:
     """(plan s, execute s, settle s) for each round of 3 new work orders."""
     out = []
@@ -203,13 +212,7 @@ def main() -> None:
     )
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            root = build_repo(Path(tmp) / "repo")
-            subprocess.run(
-                [sys.executable, "-m", "workmill", "maintenance"],
-                cwd=root,
-                check=True,
-                capture_output=True,
-            )
+            root = compiled_repo(Path(tmp))
             t0 = time.perf_counter()
             store = build_history(root, n)
             built = time.perf_counter() - t0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +25,8 @@ os.environ["WORKMILL_NOW"] = "2026-12-15T12:00:00Z"
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from run_scale import build_history, measure  # noqa: E402
+from run_scale import build_history, compiled_repo, measure  # noqa: E402
 
-from platform_factory import build_repo  # noqa: E402
 from workmill import usage  # noqa: E402
 from workmill.state import BillingStore  # noqa: E402
 
@@ -54,13 +52,7 @@ def main() -> None:
     )
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            root = build_repo(Path(tmp) / "repo")
-            subprocess.run(
-                [sys.executable, "-m", "workmill", "maintenance"],
-                cwd=root,
-                check=True,
-                capture_output=True,
-            )
+            root = compiled_repo(Path(tmp))
             store = build_history(root, n)
             measure(root, 3)  # this month's activity: 9 work orders
             now_ms, now_rows = time_usage(store, "2026-12", args.runs)
