@@ -7,6 +7,8 @@ planted where a module must not reach (docs/architecture.md "Threat model").
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import time
@@ -96,7 +98,7 @@ echo done > "$WM_OUTPUTS_DIR/ok.txt"
 
 PROCS = r"""
 for i in $(seq 200); do sleep "$WM_PARAM_SECS" & done
-( setsid sh -c 'while :; do echo beat >> "$WM_CACHE_DIR/heartbeat"; sleep 0.05; done' > /dev/null 2>&1 & )
+( setsid sh -c 'while :; do echo beat >> "$WM_CACHE_DIR/heartbeat"; sleep 0.05; done' "hb-$WM_PARAM_SECS" > /dev/null 2>&1 & )
 ( nohup sh -c "sleep $WM_PARAM_SECS" > /dev/null 2>&1 & ) &
 sleep 0.3
 echo done > "$WM_OUTPUTS_DIR/ok.txt"
@@ -116,7 +118,7 @@ echo x > "$WM_OUTPUTS_DIR/-rf"
 LINGER = r"""
 if [ -e "$WM_CACHE_DIR/ran-once" ]; then echo done > "$WM_OUTPUTS_DIR/ok.txt"; exit 0; fi
 touch "$WM_CACHE_DIR/ran-once" "$WM_OUTPUTS_DIR/stale.txt"
-( setsid sh -c 'while :; do echo beat >> "$WM_CACHE_DIR/heartbeat"; sleep 0.05; done' > /dev/null 2>&1 & )
+( setsid sh -c 'while :; do echo beat >> "$WM_CACHE_DIR/heartbeat"; sleep 0.05; done' "hb-$WM_PARAM_SECS" > /dev/null 2>&1 & )
 for i in $(seq 20); do sleep "$WM_PARAM_SECS" & done
 sleep 60
 echo done > "$WM_OUTPUTS_DIR/ok.txt"
@@ -206,8 +208,18 @@ def add_work_order(root: Path, wo: str, mid: str, params: dict | None = None) ->
     )
 
 
+def tag_of(root: Path) -> str:
+    return hashlib.sha256(str(root).encode()).hexdigest()[:12]
+
+
+def marker_secs(root: Path) -> int:
+    """A sleep length no other test uses at the same time (xdist runs repos side by side),
+    so its processes can be found by command line."""
+    return 40000 + int(tag_of(root), 16) % 50000
+
+
 def workmill_env(root: Path) -> dict[str, str]:
-    return {**tokens(root.parent.name), "HOME": str(root.parent / "operator-home")}
+    return {**tokens(tag_of(root)), "HOME": str(root.parent / "operator-home")}
 
 
 def run_json(root: Path) -> dict[str, dict]:
@@ -226,6 +238,15 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def kill_leftovers(marker: str) -> None:
+    """Test hygiene: what a failed assertion left running (named by ``marker``, and
+    started for one of these hostile modules: nothing else on the machine is touched)."""
+    for pid in processes_with(marker):
+        with contextlib.suppress(OSError):
+            if b"WM_MODULE_ID=10" in Path(f"/proc/{pid}/environ").read_bytes():
+                os.kill(pid, 9)
 
 
 def still_growing(path: Path, wait: float = 0.6) -> bool:

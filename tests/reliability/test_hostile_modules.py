@@ -25,10 +25,13 @@ from hostile_support import (
     add_work_order,
     every_file_bytes,
     hostile_repo,
+    kill_leftovers,
+    marker_secs,
     processes_with,
     run_json,
     snoop_params,
     still_growing,
+    tag_of,
     tokens,
     workmill_env,
 )
@@ -39,7 +42,6 @@ from platform_factory import T3, build_repo, work_order
 MODES = ["bwrap", "none"]
 WORK_ORDERS = {"Hs000001": "101", "Hs000002": "102", "Hs000003": "103", "Hs000004": "104"}
 WORK_ORDERS["Hs000005"] = "105"
-SECS = {"bwrap": 31337, "none": 31338}
 
 
 def _codes(root: Path) -> dict[str, str]:
@@ -56,7 +58,7 @@ def world(request, tmp_path_factory) -> dict:
     )
     add_work_order(root, "Hs000001", "101", snoop_params(root))
     add_work_order(root, "Hs000002", "102", {"greeting": f"hi\nBASH_ENV={root}/x.sh"})
-    add_work_order(root, "Hs000003", "103", {"secs": SECS[mode]})
+    add_work_order(root, "Hs000003", "103", {"secs": marker_secs(root)})
     add_work_order(root, "Hs000004", "104")
     add_work_order(root, "Hs000005", "105")
     results = run_json(root)
@@ -78,7 +80,7 @@ def test_hostile__no_credential_of_workmill_readable(world):
     assert world["results"]["Hs000001"]["status"] == "COMPLETED"
     seen = every_file_bytes(_ws(world, "Hs000001")) + _published(root, "Hs000001")
     assert (_ws(world, "Hs000001") / "outputs" / "loot.txt").exists()
-    for name, value in tokens(root.parent.name).items():
+    for name, value in tokens(tag_of(root)).items():
         assert value.encode() not in seen, f"{name} leaked to the module ({world['mode']})"
 
 
@@ -108,7 +110,9 @@ def test_hostile__github_env_and_path_tricks_refused(world):
 def test_hostile__200_children_and_a_daemon_gone_when_the_module_ends(world):
     """Defect 7: nothing the module started runs on after it."""
     assert world["results"]["Hs000003"]["status"] == "COMPLETED"
-    assert processes_with(f"sleep {SECS[world['mode']]}") == []
+    left = processes_with(str(marker_secs(world["root"])))
+    kill_leftovers(str(marker_secs(world["root"])))
+    assert left == []
     heartbeat = world["root"] / ".workmill" / "cache" / "deps" / "103" / "heartbeat"
     assert heartbeat.exists()
     assert not still_growing(heartbeat)
@@ -147,9 +151,16 @@ def test_hostile__money_exact_after_every_attack(world, tmp_path):
 def test_sigkill_of_workmill_alone__module_processes_die_and_resume_is_clean(tmp_path, mode):
     """Defect 7: SIGKILL workmill only (its descendants are NOT killed by the test)."""
     root = hostile_repo(tmp_path / "repo", mode, ["106"])
-    secs = 31339 if mode == "bwrap" else 31340
+    secs = marker_secs(root)
     add_work_order(root, "Lg000001", "106", {"secs": secs})
     heartbeat = root / ".workmill" / "cache" / "deps" / "106" / "heartbeat"
+    try:
+        _kill_alone_then_resume(root, tmp_path, secs, heartbeat)
+    finally:
+        kill_leftovers(str(secs))
+
+
+def _kill_alone_then_resume(root: Path, tmp_path: Path, secs: int, heartbeat: Path) -> None:
     proc = popen_workmill(root, "run", "--json", extra_env=workmill_env(root))
     deadline = time.monotonic() + 60
     while not heartbeat.exists() and time.monotonic() < deadline:
