@@ -207,3 +207,27 @@ def test_scheduler__a_tenant_pool_caps_its_concurrency_others_unaffected():
         pool_of=lambda job: ("capped", 1) if job.key[0] == "capped" else None,
     ).execute()
     assert peak["capped"] == 1 and peak["free"] >= 2
+
+
+def test_run__max_parallel_modules_holds_a_tenant_to_its_cap(cli, tmp_path):
+    """Two slow modules of one tenant with max_parallel_modules: 1 never overlap, even with
+    four slots; another tenant's module runs beside them."""
+    root = build_repo(tmp_path / "repo")
+    _set_quotas(root, T1, max_parallel_modules=1)
+    action = root / "modules" / "004" / "action.yml"
+    a = json.loads(action.read_text())
+    out = '"$WM_OUTPUTS_DIR/done.txt"'
+    a["runs"]["steps"][0]["run"] = f"date +%s.%N > {out}\nsleep 0.6\ndate +%s.%N >> {out}"
+    action.write_text(json.dumps(a))
+    for tenant, wo in ((T1, "S1aaaaaa"), (T1, "S2aaaaaa"), (T2, "S3aaaaaa")):
+        work_order(root, tenant, wo, [{"module_id": "004"}])
+    prepare(cli, root, {T1: 100, T2: 100})
+    r = cli("run", "--json", "--max-parallel", "4", cwd=root)
+    assert r.returncode == 0, r.stderr
+    spans = {}
+    for wo, tenant in (("S1aaaaaa", T1), ("S2aaaaaa", T1), ("S3aaaaaa", T2)):
+        done = next((root / "runtime" / tenant / wo).rglob("done.txt"))
+        spans[wo] = tuple(float(x) for x in done.read_text().split())
+    (_a1, b1), (a2, _b2) = sorted([spans["S1aaaaaa"], spans["S2aaaaaa"]])
+    assert a2 >= b1, spans  # T1's modules ran one after the other
+    assert spans["S3aaaaaa"][0] < b1, spans  # T2's module ran beside T1's first one
