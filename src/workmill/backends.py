@@ -27,7 +27,7 @@ from workmill.cache.local import LocalCacheBackend
 from workmill.errors import SpecError
 from workmill.state.releases import LocalReleaseStore, ReleaseStore
 from workmill.state.staging import StagingReleaseStore
-from workmill.state.store import BillingStore
+from workmill.state.store import BillingStore, use_repo_checks
 
 REQUIRE_REMOTE = "WM_REQUIRE_REMOTE_STORE"
 STAGE_RELEASES = "WORKMILL_STAGE_RELEASES"
@@ -75,7 +75,7 @@ def open_billing_store(repo) -> BillingStore:
     tag = repo.config.billing_state_tag
     lock = releases.lock_path(tag) or repo.root / ".workmill" / "locks" / f"{tag}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    return BillingStore(releases, tag, lock)
+    return use_repo_checks(BillingStore(releases, tag, lock), repo)
 
 
 def open_cache_backend(repo) -> CacheBackend:

@@ -9,11 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workmill.errors import SpecError
 
+# a release asset name: one path component, no separators, no "." or ".." (a stored
+# manifest is data from a store; `release download` writes these names under --dir)
+ASSET_FILENAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
+
 
 class ReleaseItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    filename: str
+    filename: str = Field(pattern=ASSET_FILENAME)
     module_id: str
     module_version: str
     item_id: str

@@ -419,6 +419,8 @@ def release_download(app: AppContext, tag: str, dest: Path):
     manifest = ReleaseManifest.parse(data, f"{tag}/{name}")
     dest.mkdir(parents=True, exist_ok=True)
     for item in manifest.items:
+        if (dest / item.filename).resolve().parent != dest.resolve():
+            raise WorkmillError(f"{tag}/{name}: item file name {item.filename!r} leaves --dir")
         blob = store.read_asset(tag, item.filename)
         if hashlib.sha256(blob).hexdigest() != item.sha256:
             raise WorkmillError(f"{tag}/{item.filename}: sha256 does not match the manifest")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from workmill import billing_tables as bt
 from workmill import clock, ids
-from workmill.errors import one_line
+from workmill.errors import WorkmillError, one_line
 from workmill.ledger.records import ItemKind, RedemptionEvent, TxType
 
 Row = Mapping[str, str]
@@ -52,6 +52,14 @@ class LedgerTables:
     prior_ids: frozenset[str] = frozenset()
     prior_transactions: Sequence[Row] = ()
     row_offset: int = 0  # line number of the first row minus 2 (delta rows follow history)
+    # module outcomes (module_runs_log rows) that REFUND lines must agree with, and the
+    # reason policy: refundable(code) is True/False, or None for a code it does not know
+    module_runs: Sequence[Row] = ()
+    refundable: Callable[[str], bool | None] | None = None
+    # charged, unsettled work orders (open_work_orders rows) and when that is too long
+    open_work_orders: Sequence[Row] = ()
+    now: str = ""
+    unsettled_alert_hours: float | None = None
 
 
 def _int(v: str | None) -> int | None:
@@ -392,6 +400,145 @@ def check_redemptions(t: LedgerTables) -> list[Violation]:
     return out
 
 
+def check_topup_references(t: LedgerTables) -> list[Violation]:
+    """A (tenant, reference) names one top-up: a second TOPUP with it is a double credit."""
+    out: list[Violation] = []
+    first: dict[tuple[str, str], str] = {}
+    for i, row in enumerate(t.transactions):
+        ref = row.get("reference", "")
+        if row.get("type") != "TOPUP" or not ref:
+            continue
+        key = (row.get("tenant_id", ""), ref)
+        here = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
+        if key in first:
+            out.append(
+                Violation(
+                    "topup-reference",
+                    f"tenant {key[0]}: reference {ref!r} is used by more than one TOPUP",
+                    (first[key], here),
+                )
+            )
+        first.setdefault(key, here)
+    return out
+
+
+def check_payment_ids(t: LedgerTables) -> list[Violation]:
+    """A payment pays once: one payment id on two transactions is one payment counted twice."""
+    out: list[Violation] = []
+    first: dict[str, str] = {}
+    for i, row in enumerate(t.transactions):
+        pid = row.get("payment_id", "")
+        if not pid:
+            continue
+        here = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
+        if ids.fold(pid) in first:
+            out.append(
+                Violation(
+                    "payment-id",
+                    f"payment_id {pid!r} is used by more than one transaction",
+                    (first[ids.fold(pid)], here),
+                )
+            )
+        first.setdefault(ids.fold(pid), here)
+    return out
+
+
+def check_unsettled(t: LedgerTables) -> list[Violation]:
+    """Work orders charged longer ago than ``unsettled_alert_hours`` and still RUNNING."""
+    if t.unsettled_alert_hours is None or not t.now:
+        return []
+    now = clock.parse_iso(t.now)
+    out: list[Violation] = []
+    for row in t.open_work_orders:
+        try:
+            started = clock.parse_iso(row.get("started_at", ""))
+        except WorkmillError:
+            continue  # a malformed log row is the field checks' business
+        hours = (now - started).total_seconds() / 3600
+        if hours > t.unsettled_alert_hours:
+            age = f"{hours:.0f} h"
+            out.append(
+                Violation(
+                    "unsettled",
+                    f"work order {row.get('work_order_id')} of tenant {row.get('tenant_id')} "
+                    f"has been RUNNING for {age} (alert after {t.unsettled_alert_hours:g} h): "
+                    "charged, never refunded; run `workmill run` to finish it",
+                    (f"SPEND transaction_id={row.get('spend_transaction_id', '')}",),
+                )
+            )
+    return out
+
+
+_NOT_DELIVERED = ("FAILED", "SKIPPED")
+
+
+def _refund_runs(t: LedgerTables) -> dict[str, dict[str, tuple[str, Row]]]:
+    """REFUND transaction id -> module_run_id -> (item reference, MODULE_REFUND item)."""
+    refunds = {r.get("transaction_id", "") for r in t.transactions if r.get("type") == "REFUND"}
+    out: dict[str, dict[str, tuple[str, Row]]] = {tx: {} for tx in refunds}
+    for i, row in enumerate(t.items):
+        tx = row.get("transaction_id", "")
+        if tx in out and row.get("kind") == "MODULE_REFUND":
+            ref = _ref(bt.TRANSACTION_ITEMS, i, row, "transaction_item_id", t)
+            out[tx][row.get("module_run_id", "")] = (ref, row)
+    return out
+
+
+def _refund_disagreements(
+    refunded: dict[str, tuple[str, Row]], runs: dict[str, Row], t: LedgerTables
+) -> list[Violation]:
+    out: list[Violation] = []
+    for run_id, (ref, item) in refunded.items():
+        run = runs.get(run_id)
+        mid = item.get("module_id", "")
+        if run is None:
+            out.append(
+                Violation("refund-outcome", f"module {mid} refunded, no recorded outcome", (ref,))
+            )
+        elif run.get("status") not in _NOT_DELIVERED:
+            out.append(
+                Violation("refund-outcome", f"module {mid} refunded but {run['status']}", (ref,))
+            )
+        elif t.refundable is not None and t.refundable(run.get("reason_code", "")) is False:
+            out.append(
+                Violation(
+                    "refund-policy",
+                    f"module {mid} refunded but reason {run.get('reason_code')} is not refundable",
+                    (ref,),
+                )
+            )
+    for run_id, run in runs.items():
+        code = run.get("reason_code", "")
+        owed = run.get("status") in _NOT_DELIVERED and t.refundable is not None
+        if owed and run_id not in refunded and t.refundable(code):  # type: ignore[misc]
+            out.append(
+                Violation(
+                    "refund-policy",
+                    f"work order {run.get('work_order_id')}: module {run.get('module_id')} "
+                    f"{run.get('status')} with refundable reason {code}, not refunded",
+                    (f"{bt.MODULE_RUNS_LOG} module_run_id={run_id}",),
+                )
+            )
+    return out
+
+
+def check_refund_outcomes(t: LedgerTables) -> list[Violation]:
+    """REFUND lines agree with the recorded module outcomes and the reason policy: a module
+    line is refunded exactly when its run FAILED or was SKIPPED with a refundable reason."""
+    if not t.module_runs:
+        return []
+    by_wo: dict[str, dict[str, Row]] = defaultdict(dict)
+    for row in t.module_runs:
+        by_wo[row.get("work_order_id", "")][row.get("module_run_id", "")] = row
+    wo_of = {r.get("transaction_id", ""): r.get("work_order_id", "") for r in t.transactions}
+    out: list[Violation] = []
+    for tx, refunded in _refund_runs(t).items():
+        runs = by_wo.get(wo_of.get(tx, ""), {})
+        if runs:  # outcomes recorded with this REFUND (older ledgers may lack them)
+            out.extend(_refund_disagreements(refunded, runs, t))
+    return out
+
+
 CHECKS: tuple[Callable[[LedgerTables], list[Violation]], ...] = (
     check_ids_and_fields,
     check_balance_chains,
@@ -399,6 +546,10 @@ CHECKS: tuple[Callable[[LedgerTables], list[Violation]], ...] = (
     check_items,
     check_work_orders,
     check_redemptions,
+    check_topup_references,
+    check_payment_ids,
+    check_unsettled,
+    check_refund_outcomes,
 )
 
 

@@ -16,7 +16,7 @@ from workmill import clock, ids
 from workmill.artifacts.naming import artifact_name, content_type, release_tag
 from workmill.cache import service as cache_service
 from workmill.cache.backend import CacheError, EntryFile
-from workmill.errors import WorkmillError
+from workmill.errors import NotFound, WorkmillError
 from workmill.orchestrator.context import RunContext
 from workmill.orchestrator.records import ModuleOutcome, ModulePlan, PublishedItem, WorkOrderPlan
 from workmill.orchestrator.reuse import ReuseFailed, restore_from_assets, restore_from_release
@@ -44,10 +44,19 @@ class ReleaseAdapter:
         self.store = ctx.releases
 
     def read_asset(self, tag: str, name: str) -> bytes | None:
+        """The asset, None only when the store says it does not exist.
+
+        Anything else (401/403, a rate limit, a 5xx, an unreadable file) is the store
+        failing, not the release missing: INTERNAL_ERROR, never RELEASE_NOT_FOUND.
+        """
         try:  # a missing tag and a missing asset are both NotFound: one request
             return self.store.read_asset(tag, name)
-        except WorkmillError:
+        except NotFound:
             return None
+        except (WorkmillError, OSError) as exc:
+            raise ReuseFailed(
+                "INTERNAL_ERROR", f"release store error reading {tag}/{name}: {exc}"
+            ) from exc
 
     def download_asset(self, tag: str, name: str, dest: Path) -> bool:
         data = self.read_asset(tag, name)

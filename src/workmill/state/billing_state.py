@@ -141,6 +141,9 @@ class BillingState:
         self._opening = self._balances_from_rows()
         self._balances = dict(self._opening)
         self.committed = False
+        # the repo's reason policy and alert threshold for the ledger checks (the store sets them)
+        self.refundable: Callable[[str], bool | None] | None = None
+        self.unsettled_alert_hours: float | None = None
 
     # ------------------------------------------------------------ reading
     @property
@@ -629,6 +632,26 @@ class BillingState:
                 )
         return None
 
+    def find_payment(self, payment_id: str) -> Row | None:
+        """The top-up that already used ``payment_id`` (ignoring case), if any.
+
+        Reads the top-up reference index (one row per top-up, not the whole ledger),
+        skipping every bucket whose bytes cannot hold the id.
+        """
+        folded = ids.fold(payment_id)
+        for r in self._appended.get(bt.TRANSACTIONS, []):
+            if ids.fold(r.get("payment_id", "")) == folded:
+                return r
+        ref = self.manifest.tables.get(TOPUP_REFERENCES)
+        for p in ref.partitions if ref is not None else ():
+            data = self.raw_asset(p.asset)
+            if folded.encode() not in data.lower():
+                continue
+            for r in self._parse_asset(TOPUP_REFERENCES, p.asset)[1]:
+                if ids.fold(r.get("payment_id", "")) == folded:
+                    return r
+        return None
+
     # ------------------------------------------------------------ ledger operations
     def post(self, posting: Posting) -> Posting:
         """Append a posting and move the tenant's balance; the chain must continue exactly."""
@@ -654,6 +677,13 @@ class BillingState:
     ) -> lp.TopupOutcome:
         """Top up (idempotent per (tenant, reference)); posts nothing when it was done before."""
         methods = {m.topup_method_id: m for m in self.topup_methods()}
+        existing = self.find_topup(tenant_id, reference)
+        if payment_id and existing is None and (used := self.find_payment(payment_id)):
+            raise LedgerError(
+                f"payment id {payment_id} was already used by transaction "
+                f"{used.get('transaction_id')} (tenant {used.get('tenant_id')}, reference "
+                f"{used.get('reference')!r}); one payment credits once"
+            )
         out = lp.topup_posting(
             tenant_id=tenant_id,
             method=methods.get(method_id),
@@ -662,7 +692,7 @@ class BillingState:
             reference=reference,
             payment_id=payment_id,
             balance=self.balance(tenant_id),
-            existing=self.find_topup(tenant_id, reference),
+            existing=existing,
             now=clock.now_iso(),
             new_id=self.new_id,
         )
@@ -765,19 +795,48 @@ class BillingState:
             opening=self._opening,
             prior_ids=frozenset(prior_ids),
             prior_transactions=prior,
+            module_runs=self._appended.get(bt.MODULE_RUNS_LOG, []),
+            refundable=self.refundable,
         )
         return verify(t)
 
-    def verify_all(self) -> list[Violation]:
-        """Every ledger invariant over every row (loads the whole history)."""
+    def verify_all(self, open_only: set[tuple[str, str]] | None = None) -> list[Violation]:
+        """Every ledger invariant over every row (loads the whole history).
+
+        ``open_only`` limits the long-RUNNING alert to those (tenant, work order) pairs
+        (a push is refused for RUNNING rows it adds, not for a run still going elsewhere).
+        """
+        opened = self.open_work_orders()
+        if open_only is not None:
+            opened = [r for r in opened if (r["tenant_id"], r["work_order_id"]) in open_only]
         return verify(
             LedgerTables(
                 transactions=self.rows(bt.TRANSACTIONS),
                 items=self.rows(bt.TRANSACTION_ITEMS),
                 redemptions=self.rows(bt.PROMOTION_REDEMPTIONS),
                 tenants_credits=self.rows(bt.TENANTS_CREDITS),
+                module_runs=self.rows(bt.MODULE_RUNS_LOG),
+                refundable=self.refundable,
+                open_work_orders=opened,
+                now=clock.now_iso(),
+                unsettled_alert_hours=self.unsettled_alert_hours,
             )
         )
+
+    def _verify_open(self) -> list[Violation]:
+        if OPEN_WORK_ORDERS not in self.manifest.tables:
+            return []
+        want = wi.open_after([], self.stored_rows(bt.WORKORDERS_LOG))
+        have = self.rows(OPEN_WORK_ORDERS)
+        if want == have:
+            return []
+        return [
+            Violation(
+                "derived-open-work-orders",
+                f"{OPEN_WORK_ORDERS}: {len(have)} row(s), the workorders_log gives "
+                f"{len(want)} (or they differ)",
+            )
+        ]
 
     def verify_derived(self) -> list[Violation]:
         """The derived tables equal what the ledger tables give (loads the whole history).
@@ -843,16 +902,7 @@ class BillingState:
                             f"the redemptions give {b}",
                         )
                     )
-        if OPEN_WORK_ORDERS in self.manifest.tables:
-            want_open = wi.open_after([], self.stored_rows(bt.WORKORDERS_LOG))
-            if want_open != self.rows(OPEN_WORK_ORDERS):
-                out.append(
-                    Violation(
-                        "derived-open-work-orders",
-                        f"{OPEN_WORK_ORDERS}: {len(self.rows(OPEN_WORK_ORDERS))} row(s), the "
-                        f"workorders_log gives {len(want_open)} (or they differ)",
-                    )
-                )
+        out.extend(self._verify_open())
         want_refs = {
             (r.get("tenant_id", ""), r.get("reference", "")): r.get("transaction_id", "")
             for r in txs

@@ -30,7 +30,14 @@ from filelock import FileLock, Timeout
 
 from workmill import billing_tables as bt
 from workmill import clock, ids
-from workmill.errors import LedgerError, NotFound, SpecError, StateConflict, StateError
+from workmill.errors import (
+    LedgerError,
+    NotFound,
+    SpecError,
+    StateConflict,
+    StateError,
+    WorkmillError,
+)
 from workmill.fsio import atomic_write_bytes, sha256_bytes
 from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
@@ -92,6 +99,9 @@ class BillingStore:
         self.tag = tag
         self.lock = FileLock(str(lock_path), timeout=300)
         self.keep_revisions = keep_revisions
+        # what the ledger checks need from the repo (docs/reference.md "Ledger checks")
+        self.refundable: Callable[[str], bool | None] | None = None
+        self.unsettled_alert_hours: float | None = None
 
     @classmethod
     def open(cls, repo) -> BillingStore:
@@ -147,9 +157,12 @@ class BillingStore:
                 if revision is not None:
                     raise
                 continue  # collected under us by another machine: read the new head
-            return BillingState(
+            state = BillingState(
                 m, small, lambda a: self.releases.read_asset(self.tag, a), f"{self.tag}/"
             )
+            state.refundable = self.refundable
+            state.unsettled_alert_hours = self.unsettled_alert_hours
+            return state
         raise StateError(f"billing state {self.tag!r} keeps changing under this reader; try again")
 
     # ------------------------------------------------------------ committing
@@ -377,42 +390,22 @@ class BillingStore:
                     f"{directory} was pulled at revision {base} but the store is at {state.revision}; "
                     "pull again and redo the edit"
                 )
-            changed: list[str] = []
-            for name in state.table_names():
-                if name in DERIVED:
-                    continue
-                path = directory / name
-                if not path.exists():
-                    raise SpecError.at(
-                        path, "file not found (every table of the pull must be there)"
-                    )
-                header, rows = parse_table(path.read_bytes(), str(path), columns_of(name))
-                if name in PARTITIONED:
-                    current = state.stored_rows(name)
-                    cur_header = state.header(name)
-                    if len(rows) < len(current):
-                        raise LedgerError(
-                            f"{path}: {name} is append-only; {len(current) - len(rows)} row(s) were removed"
-                        )
-                    for i, (old, new) in enumerate(zip(current, rows, strict=False)):
-                        if any(old.get(c, "") != new.get(c, "") for c in cur_header):
-                            raise LedgerError(
-                                f"{path}: line {i + 2}: {name} is append-only; existing rows cannot change"
-                            )
-                    if len(rows) > len(current):
-                        state.append(name, rows[len(current) :])
-                        changed.append(name)
-                elif rows != state.rows(name) or header != state.header(name):
-                    _ADMIN_PARSERS.get(name, lambda r, w: r)(rows, str(path))
-                    state.set_rows(name, rows, header)
-                    changed.append(name)
+            changed = [
+                name
+                for name in state.table_names()
+                if name not in DERIVED and _push_table(state, directory, name)
+            ]
             if not changed:
                 return PushResult(state.revision, ())
             # admin tables must still parse as what they are
             state.pricing()
             state.promotions()
             state.topup_methods()
-            violations = state.verify_all()
+            pushed_open = {
+                (r.get("tenant_id", ""), r.get("work_order_id", ""))
+                for r in state.appended(bt.WORKORDERS_LOG)
+            }
+            violations = state.verify_all(open_only=pushed_open)
             if violations:
                 raise LedgerRefused(violations, "push")
             m = self.commit(state)
@@ -462,6 +455,60 @@ _ADMIN_PARSERS: dict[str, Callable[[list[dict[str, str]], str], object]] = {
     bt.PROMOTIONS: parse_promotions,
     bt.TOPUP_METHODS: parse_topup_methods,
 }
+
+
+def _push_table(state: BillingState, directory: Path, name: str) -> bool:
+    """Stage one table of a working copy; True when it changed. Append-only tables may
+    only gain rows at the end; admin tables are replaced (and must parse)."""
+    path = directory / name
+    if not path.exists():
+        raise SpecError.at(path, "file not found (every table of the pull must be there)")
+    header, rows = parse_table(path.read_bytes(), str(path), columns_of(name))
+    if name not in PARTITIONED:
+        if rows == state.rows(name) and header == state.header(name):
+            return False
+        _ADMIN_PARSERS.get(name, lambda r, w: r)(rows, str(path))
+        state.set_rows(name, rows, header)
+        return True
+    current = state.stored_rows(name)
+    cur_header = state.header(name)
+    if len(rows) < len(current):
+        raise LedgerError(
+            f"{path}: {name} is append-only; {len(current) - len(rows)} row(s) were removed"
+        )
+    for i, (old, new) in enumerate(zip(current, rows, strict=False)):
+        if any(old.get(c, "") != new.get(c, "") for c in cur_header):
+            raise LedgerError(
+                f"{path}: line {i + 2}: {name} is append-only; existing rows cannot change"
+            )
+    if len(rows) == len(current):
+        return False
+    state.append(name, rows[len(current) :])
+    return True
+
+
+def use_repo_checks(store: BillingStore, repo) -> BillingStore:
+    """Give ``store`` the repo's reason policy and alert threshold for the ledger checks."""
+    store.refundable = _policy_of(repo)
+    store.unsettled_alert_hours = float(repo.config.unsettled_alert_hours)
+    return store
+
+
+def _policy_of(repo) -> Callable[[str], bool | None] | None:
+    """refundable(code) from the repo's compiled reason catalog (None when it cannot be read:
+    the policy checks are then skipped, the arithmetic ones still run)."""
+    from workmill.reasons import ReasonCatalog
+
+    try:
+        catalog = ReasonCatalog.load(repo.maintenance_dir)
+    except WorkmillError:
+        return None
+
+    def refundable(code: str) -> bool | None:
+        reason = catalog.get(code)
+        return None if reason is None else bool(reason.refundable)
+
+    return refundable
 
 
 def _test_pause() -> None:
