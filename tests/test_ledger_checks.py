@@ -331,11 +331,18 @@ _WRITER = textwrap.dedent(
     from workmill.errors import StateConflict
     from workmill.repo import PlatformRepo
     from workmill.backends import open_billing_store
-    root, ref, amount = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    import pathlib, time
+    root, ref, amount, peers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     store = open_billing_store(PlatformRepo.open(root))
     state = store.load()
     state.topup("T1aaaa", "AD", amount, ref)
     out = {"base": state.revision}
+    barrier = pathlib.Path(root) / ".barrier"   # every writer has loaded before any commits
+    barrier.mkdir(exist_ok=True)
+    (barrier / ref).touch()
+    deadline = time.time() + 60
+    while len(list(barrier.iterdir())) < peers and time.time() < deadline:
+        time.sleep(0.01)
     try:
         out["won"] = store.commit(state).revision   # no lock: the manifest name decides
     except StateConflict as exc:
@@ -348,10 +355,10 @@ _WRITER = textwrap.dedent(
 )
 
 
-def _writer(root: Path, ref: str, amount: int, sleep: str) -> subprocess.Popen:
+def _writer(root: Path, ref: str, amount: int, sleep: str, peers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "WORKMILL_NOW": FIXED_NOW, "WORKMILL_TEST_COMMIT_SLEEP": sleep}
     return subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(root), ref, str(amount)],
+        [sys.executable, "-c", _WRITER, str(root), ref, str(amount), str(peers)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -361,7 +368,7 @@ def _writer(root: Path, ref: str, amount: int, sleep: str) -> subprocess.Popen:
 
 def test_store__two_processes_race_for_one_revision_exactly_one_wins(cli, repo):
     prepare(cli, repo, {T1: 10})
-    procs = [_writer(repo, f"race-{i}", 1 + i, "0.6") for i in range(2)]
+    procs = [_writer(repo, f"race-{i}", 1 + i, "0.3", peers=2) for i in range(2)]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=120)
