@@ -113,6 +113,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "finished_at",
         "duration_ms",
         "outputs_sha256",
+        "module_digest",
     ),
     RELEASES_MAP: (
         "release_id",
@@ -135,6 +136,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # Optional columns workmill writes after the required ones (older rows lack them):
 # a REJECTED row's work-order file hash, so an unchanged file is not logged again.
 LOG_CONTENT_SHA256 = "content_sha256"
+
+# Columns added after a table's first release: a stored table (or chunk) written
+# before may lack them, and reads as empty cells there. New tables get them at the end.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {MODULE_RUNS_LOG: ("module_digest",)}
+
+
+def required_columns(table: str) -> tuple[str, ...]:
+    """The columns every stored copy of ``table`` must have (its columns minus added ones)."""
+    added = ADDED_COLUMNS.get(table, ())
+    return tuple(c for c in COLUMNS.get(table, ()) if c not in added)
+
 
 # Tables only workmill appends to (partitioned by month in the store); the rest are
 # small and rewritten whole.

@@ -191,6 +191,47 @@ class SmokeSpec(Strict):
 
 
 SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+# Names a secret may not take: workmill's own credentials and variables, and what
+# changes how a shell, loader or interpreter starts (docs/supply-chain.md "Secrets").
+RESERVED_SECRET_PREFIXES = (
+    "WM_",
+    "WORKMILL_",
+    "GITHUB_",
+    "RUNNER_",
+    "ACTIONS_",
+    "LD_",
+    "PYTHON",
+    "BASH",
+    "NODE_",
+    "PERL5",
+    "LC_",
+    "SSL_",
+)
+RESERVED_SECRET_NAMES = frozenset(
+    {
+        "GH_TOKEN",
+        "PATH",
+        "HOME",
+        "ENV",
+        "IFS",
+        "PS4",
+        "SHELLOPTS",
+        "RUBYOPT",
+        "LANG",
+        "TMPDIR",
+        "SHELL",
+        "USER",
+        "PWD",
+        "CI",
+        "TZ",
+        "LOGNAME",
+        "TERM",
+        "VIRTUAL_ENV",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    }
+)
 
 
 class SecretsSpec(Strict):
@@ -205,6 +246,10 @@ class SecretsSpec(Strict):
         for name in v:
             if not SECRET_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not an UPPER_SNAKE_CASE environment variable name")
+            if name in RESERVED_SECRET_NAMES or name.startswith(RESERVED_SECRET_PREFIXES):
+                raise ValueError(
+                    f"{name!r} is reserved by workmill or the shell; rename the secret"
+                )
         if len(set(v)) != len(v):
             raise ValueError("a secret is listed twice")
         return v

@@ -47,6 +47,12 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "licence": ("_licence", "Issue, verify and list offline licences for premium modules."),
     "registry": ("_registry", "Search, show, install and publish signed module archives."),
     "usage": ("_usage", "Per tenant and module: work orders, runs, credits, time, cache hits."),
+    "pin": ("_supply", "Record each module's content digest (what was reviewed) in the registry."),
+    "smoke": ("_supply", "Run modules with their smoke params in WM_MODE=smoke, without billing."),
+    "promote": (
+        "_supply",
+        "Check an environment carries the source environment's pins, then smoke.",
+    ),
 }
 
 

@@ -199,11 +199,17 @@ def validate_cmd(ctx: click.Context, as_json: bool) -> None:
                     {"path": p.path, "line": p.line, "field": p.field, "message": p.message}
                     for p in report.problems
                 ],
+                "warnings": [
+                    {"path": p.path, "line": p.line, "field": p.field, "message": p.message}
+                    for p in report.warnings
+                ],
             }
         )
     else:
         for p in report.problems:
             click.echo(str(p))
+        for p in report.warnings:
+            click.echo(f"warning: {p}", err=True)
         if report.ok:
             click.echo(report.summary())
         else:

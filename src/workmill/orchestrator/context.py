@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypeVar
 
 from workmill import billing_tables as bt
 from workmill.backends import open_billing_store, open_cache_backend
@@ -19,6 +21,8 @@ from workmill.reasons import ReasonCatalog
 from workmill.repo import PlatformRepo
 from workmill.state import BillingStore, ReleaseStore
 from workmill.tables import read_table
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -84,6 +88,13 @@ class RunContext:
         path = self.repo.maintenance_dir / ARTIFACTS_POLICY
         rows = read_table(path, ("module_id", "artifacts_enabled"))
         return {r["module_id"]: r["artifacts_enabled"].strip().lower() == "true" for r in rows}
+
+    @cached_property
+    def module_pins(self) -> dict[str, str]:
+        """``module_registry.csv`` digests as of the start of the run (docs/supply-chain.md)."""
+        from workmill.supply import read_pins
+
+        return read_pins(self.repo)
 
     def module_digest(self, module_id: str) -> str:
         """The module folder's content hash (once per run: what a work order is charged for)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from workmill import clock
+from workmill import clock, supply
 from workmill.errors import WorkmillError
 from workmill.orchestrator.context import RunContext
 from workmill.specs import WorkOrderSpec
@@ -65,7 +65,46 @@ def _licence_required(
     return None if cov.allowed else Rejection("LICENCE_REQUIRED", cov.message)
 
 
-GATES: list[Gate] = [_tenant_suspended, _licence_required]
+def _runs_code(spec: WorkOrderSpec) -> list[str]:
+    """Modules of the work order whose own code may run (reused outputs run nothing)."""
+    return [m.module_id for m in spec.modules if m.reuse_output_type in ("new", "cache")]
+
+
+def _module_not_pinned(
+    ctx: RunContext, tenant_id: str, work_order_id: str, spec: WorkOrderSpec
+) -> Rejection | None:
+    """With ``require_pinned``, what runs is exactly what was reviewed (docs/supply-chain.md)."""
+    if not ctx.repo.config.require_pinned:
+        return None
+    pins = ctx.module_pins
+    for m in _runs_code(spec):
+        status = supply.PinStatus(m, pins.get(m, ""), ctx.module_digest(m))
+        if status.state is not supply.PinState.PINNED:
+            return Rejection(
+                "MODULE_NOT_PINNED", f"{supply.describe(status)}; review it and run `workmill pin`"
+            )
+    return None
+
+
+def _module_secret_missing(
+    ctx: RunContext, tenant_id: str, work_order_id: str, spec: WorkOrderSpec
+) -> Rejection | None:
+    for m in _runs_code(spec):
+        if missing := supply.missing_secrets(ctx.repo.module(m)):
+            return Rejection(
+                "MODULE_SECRET_MISSING",
+                f"module {m} requires secret(s) {', '.join(missing)}: set the environment "
+                "variable(s) of that name for workmill",
+            )
+    return None
+
+
+GATES: list[Gate] = [
+    _tenant_suspended,
+    _module_not_pinned,
+    _module_secret_missing,
+    _licence_required,
+]
 
 
 def first_rejection(

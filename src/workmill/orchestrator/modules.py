@@ -26,6 +26,7 @@ from workmill.runner.contract import check_outputs
 from workmill.runner.manifest import OutputsManifest, build_manifest, read_manifest, write_manifest
 from workmill.runner.workspace import create_workspace, workspace_path
 from workmill.state.releases import AssetExists
+from workmill.supply import missing_secrets, secret_env
 
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
@@ -157,6 +158,24 @@ def _artifacts_eligible(ctx: RunContext, module_id: str) -> tuple[bool, str]:
     return True, ""
 
 
+def _refusal(ctx: RunContext, mp: ModulePlan) -> tuple[str, str] | None:
+    """Why a charged module must not start: artifacts it cannot publish, or (when its
+    code would run) a required secret missing on this machine (the plan may have been
+    made on another one, docs/supply-chain.md "Secrets")."""
+    if mp.purchase_release_artifacts:
+        ok, why = _artifacts_eligible(ctx, mp.module_id)
+        if not ok:
+            return "ARTIFACTS_NOT_ELIGIBLE", why
+    if mp.reuse_output_type not in ("new", "cache"):
+        return None
+    if missing := missing_secrets(ctx.repo.module(mp.module_id)):
+        return (
+            "MODULE_SECRET_MISSING",
+            f"module {mp.module_id} needs {', '.join(missing)} (not set)",
+        )
+    return None
+
+
 def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> ModuleOutcome:
     started = clock.now_iso()
     t0 = time.perf_counter()
@@ -193,10 +212,10 @@ def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Module
                 f"(digest {mp.module_digest[:12]}… is now "
                 f"{ctx.module_digest(mp.module_id)[:12]}…); not run",
             )
-        if mp.purchase_release_artifacts:
-            ok, why = _artifacts_eligible(ctx, mp.module_id)
-            if not ok:
-                return done(FAILED, "ARTIFACTS_NOT_ELIGIBLE", why)
+        if (refused := _refusal(ctx, mp)) is not None:
+            return done(FAILED, *refused)
+        if mp.reuse_output_type in ("new", "cache"):
+            out["module_digest"] = ctx.module_digest(mp.module_id)  # what runs (runs log)
         extra: dict = {}
         if mp.reuse_output_type in ("release", "assets"):
             ws = create_workspace(ws_root, replace=True)
@@ -289,6 +308,7 @@ def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root:
         inputs_dir=inputs_dir,
         cancel=ctx.cancel,
         replace_existing=True,
+        grant_env=secret_env(module),
     )
     result = run_module(req)
     status = str(result.status)

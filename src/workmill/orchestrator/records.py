@@ -130,6 +130,7 @@ class ModuleOutcome(_Rec):
     finished_at: str
     duration_ms: int = 0
     outputs_sha256: str = ""
+    module_digest: str = ""  # the module folder's digest when it ran (empty when reused)
 
 
 def journal_path(runtime_dir: Path, tenant_id: str, work_order_id: str) -> Path:

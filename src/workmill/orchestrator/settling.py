@@ -126,6 +126,7 @@ def _settle_one(
                 "finished_at": m.finished_at,
                 "duration_ms": m.duration_ms,
                 "outputs_sha256": m.outputs_sha256,
+                "module_digest": m.module_digest,
             }
             for m in mods
         ],

@@ -8,30 +8,67 @@ back until the next read.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import select
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 MASK = b"***"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 _HOLD_LIMIT = 64 * 1024
 
 
+# Encoded forms of a secret shorter than this are not masked: three characters of
+# base64 would match ordinary words in every log.
+_MIN_ENCODED = 6
+
+
+def _base64_forms(secret: bytes) -> set[bytes]:
+    """The base64 (standard and URL-safe) text a secret produces wherever it starts.
+
+    Inside a longer encoded blob (``user:secret`` in a Basic auth header) the
+    secret starts at byte offset 0, 1 or 2 of a 3-byte group; for each offset the
+    characters that depend only on the secret's bytes are kept (padding dropped).
+    """
+    out: set[bytes] = set()
+    for shift in range(3):
+        total = shift + len(secret)
+        first = -(-shift * 8 // 6)  # characters touched by the unknown leading bytes
+        last = total * 8 // 6  # characters fully decided by these bytes
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(bytes(shift) + secret).rstrip(b"=")[first:last]
+            if len(text) >= _MIN_ENCODED:
+                out.add(text)
+    return out
+
+
+def secret_forms(secret: str) -> set[bytes]:
+    """Every form of ``secret`` a log may show: the value, each of its lines, its base64
+    (any alignment) and its URL encodings (docs/supply-chain.md "Secrets")."""
+    forms: set[bytes] = set()
+    for part in {secret, *(line for line in secret.splitlines() if line.strip())}:
+        raw = part.encode("utf-8")
+        forms.add(raw)
+        encoded = {quote(part, safe="").encode(), quote_plus(part).encode()}
+        forms |= {e for e in encoded if len(e) >= _MIN_ENCODED}
+        if len(raw) >= 4:
+            forms |= _base64_forms(raw)
+    return forms
+
+
 class Masker:
-    """Replaces every secret value (and each line of a multi-line one) with ``***``."""
+    """Replaces every secret value (plain, per line, base64, URL-encoded) with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         parts: set[bytes] = set()
         for s in secrets:
             if not s or not s.strip():
                 continue
-            parts.add(s.encode("utf-8"))
-            for line in s.splitlines():
-                if line.strip():
-                    parts.add(line.encode("utf-8"))
+            parts |= secret_forms(s)
         self.secrets = sorted(parts, key=len, reverse=True)
         self.longest = len(self.secrets[0]) if self.secrets else 0
         self._re = re.compile(b"|".join(re.escape(p) for p in self.secrets)) if parts else None

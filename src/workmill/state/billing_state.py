@@ -85,7 +85,7 @@ def columns_of(table: str) -> tuple[str, ...]:
         return PROMO_USAGE_COLUMNS
     if table == OPEN_WORK_ORDERS:
         return OPEN_COLUMNS
-    return bt.COLUMNS.get(table, ())
+    return bt.required_columns(table)
 
 
 def partition_group(table: str, row: Mapping[str, str], now_month: str) -> str:

@@ -14,7 +14,12 @@ from pathlib import Path
 from workmill import ids
 from workmill.errors import Problem
 from workmill.repo import PlatformRepo
-from workmill.validate._checks import PLATFORM_CHECKS, REQUIRED_GLOBAL_REASONS, action_problems
+from workmill.validate._checks import (
+    PLATFORM_CHECKS,
+    REQUIRED_GLOBAL_REASONS,
+    WARNING_CHECKS,
+    action_problems,
+)
 from workmill.validate._graph import find_cycles, topological_order, transitive_deps
 from workmill.validate._parallel import fork_map
 from workmill.validate._snapshot import (
@@ -67,6 +72,7 @@ class ValidationReport:
     modules: int = 0
     tenants: int = 0
     work_orders: int = 0
+    warnings: list[Problem] = field(default_factory=list)  # reported, never a failure
 
     @property
     def ok(self) -> bool:
@@ -117,8 +123,13 @@ def validate_repo_report(repo: PlatformRepo) -> ValidationReport:
                 f"work order ids must be unique ignoring case: {where}",
             )
         )
+    warnings = [w for check in WARNING_CHECKS for w in check(snap)]
     return ValidationReport(
-        sort_problems(problems), len(snap.modules), len(snap.tenants), len(files)
+        sort_problems(problems),
+        len(snap.modules),
+        len(snap.tenants),
+        len(files),
+        sort_problems(warnings),
     )
 
 

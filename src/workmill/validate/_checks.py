@@ -325,14 +325,38 @@ def params_messages(info: ModuleInfo, params: dict) -> list[tuple[str, str]]:
 
 
 def check_smoke_params(snap: Snapshot) -> list[Problem]:
-    """``smoke.params`` must be valid params, or `workmill smoke` fails for no reason."""
+    """Given ``smoke.params`` must be valid params, or `workmill smoke` fails for no reason."""
     out = []
     for info in snap.modules.values():
-        if not info.ok or info.spec is None:
+        if not info.ok or info.spec is None or not info.spec.smoke.params:
             continue
         for field, msg in params_messages(info, dict(info.spec.smoke.params)):
             out.append(_p(info.doc, "", ("smoke", "params"), f"{field}: {msg}"))
     return out
+
+
+def warn_missing_smoke_params(snap: Snapshot) -> list[Problem]:
+    """A module with required params and no ``smoke.params`` cannot pass `workmill smoke`.
+
+    A warning, not an error: maintenance must not refuse a repo over a missing smoke test.
+    """
+    out = []
+    for info in snap.modules.values():
+        if not info.ok or info.spec is None or info.spec.smoke.params:
+            continue
+        for field, msg in params_messages(info, {}):
+            out.append(
+                _p(
+                    info.doc,
+                    "",
+                    ("smoke", "params"),
+                    f"{field}: {msg} (no smoke.params: `workmill smoke` will fail on this module)",
+                )
+            )
+    return out
+
+
+WARNING_CHECKS: tuple[Check, ...] = (warn_missing_smoke_params,)
 
 
 def check_tenants(snap: Snapshot) -> list[Problem]:
