@@ -543,3 +543,114 @@ def test_fake_github__rejects_a_request_without_the_token():
         r = httpx.get(f"{fake.url}/repos/{OWNER_REPO}/releases")
         assert r.status_code == 401
         assert r.json()["message"] == "Bad credentials"
+
+
+# ------------------------------------------------------------------ git data and pull requests
+# The endpoints `workmill pin --pull-request` uses (docs.github.com/rest/git and /rest/pulls):
+# refs, commits, trees and pulls, with GitHub's 422 for a ref that already exists.
+
+
+class GitData:
+    """Refs, commits, trees and pull requests of the fake repository (registers itself with ``add_routes``)."""
+
+    def __init__(self, fake: FakeGithub, base_branch: str = "dev") -> None:
+        self.fake = fake
+        self.refs: dict[str, str] = {}
+        self.commits: dict[str, dict[str, Any]] = {}
+        self.trees: dict[str, dict[str, str]] = {}
+        self.pulls: list[dict[str, Any]] = []
+        root = self._new_tree({})
+        self.refs[f"heads/{base_branch}"] = self._new_commit("initial", root, [])
+        fake.add_routes(self)
+
+    def _sha(self) -> str:
+        return secrets.token_hex(20)
+
+    def _new_tree(self, files: dict[str, str]) -> str:
+        sha = self._sha()
+        self.trees[sha] = dict(files)
+        return sha
+
+    def _new_commit(self, message: str, tree: str, parents: list[str]) -> str:
+        sha = self._sha()
+        self.commits[sha] = {"message": message, "tree": tree, "parents": parents}
+        return sha
+
+    def add_commit(self, sha: str, files: dict[str, str]) -> None:
+        """Make ``sha`` (e.g. the local HEAD a workflow computed from) known to the fake."""
+        self.commits[sha] = {"message": "local", "tree": self._new_tree(files), "parents": []}
+
+    def files_at(self, ref: str) -> dict[str, str]:
+        return self.trees[self.commits[self.refs[ref]]["tree"]]
+
+    def __call__(self, handler: Any, method: str, path: str, q: dict[str, list[str]], body: bytes):
+        base = f"/repos/{OWNER_REPO}"
+        if not path.startswith(base + "/git/") and not path.startswith(base + "/pulls"):
+            return None
+        rest = path[len(base) + 1 :]
+        data = json.loads(body or b"{}")
+        invalid = (422, {"message": "Validation Failed"}, None, None)
+        m = re.fullmatch(r"git/commits/([0-9a-f]{40})", rest)
+        if method == "GET" and m:
+            c = self.commits.get(m.group(1))
+            if c is None:
+                return (404, {"message": "Not Found"}, None, None)
+            return (
+                200,
+                {"sha": m.group(1), "tree": {"sha": c["tree"]}, "message": c["message"]},
+                None,
+                None,
+            )
+        if method == "POST" and rest == "git/trees":
+            if data.get("base_tree") not in self.trees:
+                return invalid
+            files = dict(self.trees[data["base_tree"]])
+            for e in data.get("tree", []):
+                if e.get("type") != "blob" or e.get("mode") != "100644" or "content" not in e:
+                    return invalid
+                files[e["path"]] = e["content"]
+            return (201, {"sha": self._new_tree(files)}, None, None)
+        if method == "POST" and rest == "git/commits":
+            if data.get("tree") not in self.trees or not all(
+                p in self.commits for p in data.get("parents", [])
+            ):
+                return invalid
+            sha = self._new_commit(data.get("message", ""), data["tree"], data["parents"])
+            return (201, {"sha": sha}, None, None)
+        if method == "POST" and rest == "git/refs":
+            ref = str(data.get("ref", ""))
+            if not ref.startswith("refs/heads/") or data.get("sha") not in self.commits:
+                return invalid
+            if ref[5:] in self.refs:
+                return (422, {"message": "Reference already exists"}, None, None)
+            self.refs[ref[5:]] = data["sha"]
+            return (201, {"ref": ref, "object": {"sha": data["sha"]}}, None, None)
+        m = re.fullmatch(r"git/refs/(heads/.+)", rest)
+        if method == "PATCH" and m:
+            if m.group(1) not in self.refs or data.get("sha") not in self.commits:
+                return invalid
+            self.refs[m.group(1)] = data["sha"]
+            return (200, {"ref": f"refs/{m.group(1)}", "object": {"sha": data["sha"]}}, None, None)
+        if rest == "pulls" and method == "GET":
+            head = q.get("head", [""])[0].split(":", 1)[-1]
+            found = [p for p in self.pulls if p["head"]["ref"] == head and p["state"] == "open"]
+            return (200, found, None, None)
+        if rest == "pulls" and method == "POST":
+            head, base_ref = data.get("head", ""), data.get("base", "")
+            if f"heads/{head}" not in self.refs or f"heads/{base_ref}" not in self.refs:
+                return invalid
+            if any(p["head"]["ref"] == head and p["state"] == "open" for p in self.pulls):
+                return invalid  # GitHub: "A pull request already exists"
+            n = len(self.pulls) + 1
+            pr = {
+                "number": n,
+                "state": "open",
+                "title": data.get("title", ""),
+                "body": data.get("body", ""),
+                "head": {"ref": head, "sha": self.refs[f"heads/{head}"]},
+                "base": {"ref": base_ref},
+                "html_url": f"https://github.com/{OWNER_REPO}/pull/{n}",
+            }
+            self.pulls.append(pr)
+            return (201, pr, None, None)
+        return None

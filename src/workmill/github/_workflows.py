@@ -19,6 +19,9 @@ WORKFLOW_NAMES = (
     "admin-topup",
     "console-pages",
     "pr-commands",
+    "pr-checks",
+    "build-and-pin",
+    "promote",
 )
 TARGET_DIR = ".github/workflows"
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
 
 from workmill import billing_tables as bt
 from workmill.backends import open_billing_store, open_cache_backend
@@ -21,8 +19,6 @@ from workmill.reasons import ReasonCatalog
 from workmill.repo import PlatformRepo
 from workmill.state import BillingStore, ReleaseStore
 from workmill.tables import read_table
-
-T = TypeVar("T")
 
 
 @dataclass

@@ -10,12 +10,12 @@ when a module's files differ from its pin; then it runs smoke
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
 from workmill.errors import NotFound, SpecError, UsageError
 from workmill.repo import PlatformRepo
+from workmill.supply._git import repo_prefix, show
 from workmill.supply._pins import (
     REGISTRY_PATH,
     PinState,
@@ -94,38 +94,11 @@ def source_environment(repo: PlatformRepo, target: str, source: str | None = Non
     return envs[i - 1]
 
 
-def _git_show(repo: PlatformRepo, rev: str, path: str) -> bytes | None:
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo.root), "show", f"{rev}:{path}"],
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NotFound(f"cannot run git to read {rev}:{path}: {exc}") from exc
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def _repo_prefix(repo: PlatformRepo) -> str:
-    """The platform repo's path inside its git work tree ('' at the top)."""
-    proc = subprocess.run(
-        ["git", "-C", str(repo.root), "rev-parse", "--show-prefix"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if proc.returncode != 0:
-        raise NotFound(f"{repo.root} is not inside a git repository: promotion compares branches")
-    return proc.stdout.strip()
-
-
 def source_pins(repo: PlatformRepo, source: str) -> dict[str, str]:
     """The source branch's pins (``<source>`` or else ``origin/<source>``) via ``git show``."""
-    path = _repo_prefix(repo) + REGISTRY_PATH
+    path = repo_prefix(repo) + REGISTRY_PATH
     for rev in (source, f"origin/{source}"):
-        data = _git_show(repo, rev, path)
+        data = show(repo, rev, path)
         if data is not None:
             return pins_of(parse_registry(data, f"{rev}:{path}")[1])
     raise NotFound(
