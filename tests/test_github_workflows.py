@@ -39,7 +39,12 @@ NODE24_PINS = {
     # composite; runs upload-artifact v7.0.0 (Node 24)
     "actions/upload-pages-artifact@fc324d3547104276b827a68afc52ff2a11cc49c9": "v5.0.0",
 }
-TENANT_CODE_JOBS = {("orchestrator.yml", "execute"), ("run-module.yml", "run")}
+TENANT_CODE_JOBS = {
+    ("orchestrator.yml", "execute"),
+    ("run-module.yml", "run"),
+    ("pr-checks.yml", "checks"),  # smoke and module unit tests run module code
+    ("promote.yml", "promote"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))

@@ -305,3 +305,17 @@ def test_promote__refuses_a_differing_pin_and_passes_after_merge(cli, repo):
     assert (repo / "maintenance-state" / "ids" / "module_registry.csv").read_bytes() != before
     r = cli("promote", "--to", "dev", cwd=repo)
     assert r.returncode == 2 and "first environment" in r.stderr
+
+
+def test_init_github__scaffolded_config_requires_pins_and_names_environments(tmp_path):
+    from workmill.github import enable_github
+    from workmill.repo import PlatformRepo
+    from workmill.scaffold import init_repo
+
+    init_repo(tmp_path / "p")
+    enable_github(tmp_path / "p", "acme/platform", pins=[])
+    config = PlatformRepo.open(tmp_path / "p").config
+    assert config.require_pinned is True
+    assert config.environments == ["dev", "staging", "main"]
+    assert PlatformRepo.open(EXAMPLES).config.require_pinned is True  # the example shows it
+    assert init_repo(tmp_path / "local").config.require_pinned is False  # local default

@@ -24,7 +24,7 @@ from test_github_support import OWNER_REPO, TOKEN, FakeGithub, GitData, github_w
 from workmill.github import workflow_templates
 from workmill.yamlio import parse_yaml
 
-INSTALLS = ('python -m pip install "$WORKMILL_PIP_SPEC"', "apt-get")
+INSTALLS = ("--require-hashes", "apt-get")
 REGISTRY = "maintenance-state/ids/module_registry.csv"
 
 

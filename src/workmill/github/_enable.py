@@ -25,6 +25,8 @@ from workmill.repo import CONFIG_FILE
 from workmill.yamlio import dump_yaml, parse_yaml
 
 PRUNE_VARIABLE = "WORKMILL_PRUNE_DELETE"
+# GitHub mode enforces pins (the workflows pin on dev and promote to staging, main)
+SUPPLY_DEFAULTS = {"require_pinned": True, "environments": ["dev", "staging", "main"]}
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 
 
@@ -46,14 +48,19 @@ def _config_text(path: Path, repository: str) -> str:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     data = parse_yaml(text, str(path)).data if text.strip() else None
     data = data if isinstance(data, dict) else {}
-    if not ({"store", "cache_backend", "github"} & set(data)):
+    if not ({"store", "cache_backend", "github", *SUPPLY_DEFAULTS} & set(data)):
         return (
             text.rstrip("\n")
             + "\n\n# GitHub mode (workmill init --github)\nstore: github\ncache_backend: github\n"
             + f"github:\n  repository: {repository}\n"
+            + "# supply chain (docs/supply-chain.md): only pinned module files run; pins are\n"
+            + "# made on the first environment and promoted unchanged\n"
+            + "require_pinned: true\nenvironments: [dev, staging, main]\n"
         )
     data["store"] = "github"
     data["cache_backend"] = "github"
+    for key, value in SUPPLY_DEFAULTS.items():  # an operator's own choice is kept
+        data.setdefault(key, value)
     gh = data.get("github") if isinstance(data.get("github"), dict) else {}
     data["github"] = {**gh, "repository": repository}
     return "# workmill platform config (rewritten by workmill init --github)\n" + dump_yaml(data)
