@@ -183,7 +183,7 @@ def test_cli_local__init_twice_update_and_show(tmp_path):
     r = _cli("dashboard", "show", "--sha", SHA, "--json", cwd=root)
     data = json.loads(r.stdout)
     assert [s["key"] for s in data["stages"]] == [
-        "validate", "maintenance", "plan", "execute", "settle",
+        "validate", "maintenance", "plan", "execute", "settle", "smoke",
     ]  # fmt: skip
     assert data["stages"][3]["status"] == "failure"
 

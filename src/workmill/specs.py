@@ -117,7 +117,8 @@ class DashboardConfig(Strict):
     stages: list[StrictStr] = Field(
         # each default stage is owned by a job of the shipped workflows (docs/reference.md
         # "Status dashboard"); a stage no job updates would stay pending forever
-        default_factory=lambda: ["validate", "maintenance", "plan", "execute", "settle"],
+        # (smoke: pr-checks.yml and promote.yml, docs/supply-chain.md)
+        default_factory=lambda: ["validate", "maintenance", "plan", "execute", "settle", "smoke"],
         description="stage keys of the status dashboard, in display order",
     )
 

@@ -308,7 +308,7 @@ def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root:
         inputs_dir=inputs_dir,
         cancel=ctx.cancel,
         replace_existing=True,
-        grant_env=secret_env(module),
+        extra_env=secret_env(module),
     )
     result = run_module(req)
     status = str(result.status)

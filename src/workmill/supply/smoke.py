@@ -152,7 +152,7 @@ class _Smoker:
             mode="smoke",
             cancel=self.cancel,
             replace_existing=True,
-            grant_env=secret_env(spec, smoke=True),
+            extra_env=secret_env(spec, smoke=True),
         )
         result = run_module(req)
         self._row(
