@@ -77,11 +77,19 @@ def test_pin__edited_module_is_rejected_uncharged_until_pinned(cli, repo, tmp_pa
     assert cli("maintenance", "--check", cwd=repo).returncode == 0  # pin recompiled it
     assert cli("pin", "--check", cwd=repo).returncode == 0
 
+    rows = _run(cli, repo)  # the rejected work order is planned again, and now runs
+    assert rows["Wpin0001"]["status"] == "COMPLETED", rows
     work_order(repo, T1, "Wpin0002", [{"module_id": "005"}])
     rows = _run(cli, repo, "--work-order-id", "Wpin0002")
     assert rows["Wpin0002"]["status"] == "COMPLETED"
     runs = read_state(cli, repo, tmp_path)["module_runs_log.csv"]
-    assert [(r["module_id"], r["module_digest"]) for r in runs] == [("005", new_pin)]
+    assert [(r["module_id"], r["module_digest"]) for r in runs] == [("005", new_pin)] * 2
+    r = cli("history", "--work-order-id", "Wpin0002", "--json", cwd=repo)
+    assert json.loads(r.stdout)["work_orders"][0]["modules"][0]["module_digest"] == new_pin
+    r = cli("history", "--work-order-id", "Wpin0002", cwd=repo, env={"COLUMNS": "200"})
+    assert f"digest {new_pin[:12]}" in r.stdout, r.stdout
+    r = cli("inspect", "module", "005", "--json", cwd=repo)
+    assert json.loads(r.stdout)["pin"] == {"pinned": new_pin, "current": new_pin, "state": "pinned"}
 
 
 def test_pin__not_required_locally_records_the_digest_that_ran(cli, repo, tmp_path):

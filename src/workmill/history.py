@@ -31,6 +31,7 @@ class ModuleRun:
     duration_ms: int
     cache_hit: bool
     reuse_output_type: str
+    module_digest: str = ""  # the module folder's digest that ran (docs/supply-chain.md)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def _module_run(row: Row, name_of: NameOf) -> ModuleRun:
         duration_ms=_int_or_none(row.get("duration_ms")) or 0,
         cache_hit=row.get("cache_hit", "").lower() == "true",
         reuse_output_type=row.get("reuse_output_type", ""),
+        module_digest=row.get("module_digest", ""),
     )
 
 

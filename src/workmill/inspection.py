@@ -129,7 +129,17 @@ def inspect_module(repo: PlatformRepo, module_id: str) -> dict[str, Any]:
         "artifacts": _artifact_gates(repo, module_id, _table(repo, ARTIFACTS_POLICY)),
         "cache": spec.cache.model_dump(),
         "timeout_minutes": spec.timeout_minutes,
+        "pin": _pin(repo, module_id, reg.get("digest", "")),
+        "secrets": spec.secrets.model_dump(),
     }
+
+
+def _pin(repo: PlatformRepo, module_id: str, pinned: str) -> dict[str, str]:
+    """The registry's pin against the files now (docs/supply-chain.md)."""
+    from workmill.supply import PinStatus, current_digest
+
+    status = PinStatus(module_id, pinned, current_digest(repo, module_id))
+    return {"pinned": pinned, "current": status.current, "state": str(status.state)}
 
 
 def inspect_work_order(repo: PlatformRepo, work_order_id: str) -> dict[str, Any]:

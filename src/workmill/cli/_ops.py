@@ -109,9 +109,10 @@ def _print_history(entries: list, *, with_modules: bool) -> None:
     for e in entries:
         for m in e.modules:
             extra = " (cache hit)" if m.cache_hit else ""
+            digest = f"  digest {m.module_digest[:12]}" if m.module_digest else ""
             console.print(
                 f"  {m.module_id}  {m.status:<24} {_label(m.reason_code, m.reason_name):<40} "
-                f"{m.duration_ms / 1000:.2f}s{extra}",
+                f"{m.duration_ms / 1000:.2f}s{extra}{digest}",
                 highlight=False,
             )
 
