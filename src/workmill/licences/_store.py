@@ -98,6 +98,17 @@ def _fetch(url: str) -> str:
     return resp.content[:URL_MAX_BYTES].decode("utf-8", errors="replace")
 
 
+def _read_cache(path: Path, url: str) -> dict:
+    """The cache of ``url``; anything unreadable or for another URL is an empty cache."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        if isinstance(data, dict) and data.get("url") == url:
+            return {"url": url, "fetched_at": float(data["fetched_at"]), "body": str(data["body"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return {"url": url, "fetched_at": 0.0, "body": ""}
+
+
 def url_tokens(repo, warnings: list[str] | None = None) -> list[str]:
     """Tokens from ``licence_url``: the disk cache while younger than the TTL, else a fetch;
     a failed fetch falls back to the cache of any age (with a warning)."""
@@ -105,16 +116,9 @@ def url_tokens(repo, warnings: list[str] | None = None) -> list[str]:
     if not url:
         return []
     cache_path = repo.root / URL_CACHE
-    cached: dict = {}
-    if cache_path.is_file():
-        try:
-            cached = json.loads(cache_path.read_text("utf-8"))
-        except (OSError, ValueError):
-            cached = {}
-    if not isinstance(cached, dict) or cached.get("url") != url:
-        cached = {}
+    cached = _read_cache(cache_path, url)
     now = clock.now().timestamp()
-    fresh = 0 <= now - float(cached.get("fetched_at", 0)) < URL_TTL_SECONDS
+    fresh = 0 <= now - cached["fetched_at"] < URL_TTL_SECONDS
     if not fresh:
         try:
             body = _fetch(url)
@@ -123,7 +127,10 @@ def url_tokens(repo, warnings: list[str] | None = None) -> list[str]:
         except WorkmillError as exc:
             if warnings is not None:
                 warnings.append(f"{exc}; using the cached licences")
-    return _tokens_in(str(cached.get("body", "")))
+            # try again after the TTL, not on every work order of this plan
+            cached = {**cached, "fetched_at": now}
+            atomic_write_text(cache_path, json.dumps(cached) + "\n")
+    return _tokens_in(cached["body"])
 
 
 def load_licences(repo, warnings: list[str] | None = None) -> list[LoadedLicence]:
