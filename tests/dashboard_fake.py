@@ -112,7 +112,12 @@ class DashboardFake(FakeGithub):
     # ------------------------------------------------------------ routes
     def dashboard_route(self, h: Any, method: str, path: str, q: dict, body: bytes):
         """(status, json, headers, raw) for a dashboard endpoint, or None to fall through."""
-        data = json.loads(body) if body else {}
+        if not path.startswith(f"/repos/{OWNER_REPO}/") or path.startswith("/uploads/"):
+            return None  # not a dashboard endpoint (e.g. a release upload's raw bytes)
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return None
         base = f"/repos/{OWNER_REPO}"
         routes = (
             (rf"{base}/(?:issues/(\d+)|commits/([0-9a-f]+))/comments", self._comment_list),

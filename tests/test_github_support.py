@@ -37,6 +37,8 @@ OWNER_REPO = "acme/platform"
 MAX_ASSETS = 1000  # GitHub: a release holds at most 1000 assets
 LISTING_CAP = 10_000  # GitHub: a listing returns at most the first 10,000 items
 TOKEN = "ghp_FAKEtoken0123456789abcdefSECRET"
+# a job token with `contents: read` (and no write scope): reads work, writes answer 403
+READ_TOKEN = "ghs_FAKEreadONLYtoken0123456789abcdef"
 
 
 @dataclass
@@ -65,6 +67,7 @@ class FakeGithub:
         self.caches: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.violations: list[str] = []
+        self.write_denied: list[str] = []  # writes tried with READ_TOKEN
         self.requests: list[tuple[str, str]] = []
         self.blob_auth_seen = 0
         self._next_id = 1000
@@ -246,7 +249,18 @@ class FakeGithub:
                     if path.startswith("/_") and self.headers.get("Authorization"):
                         fake.blob_auth_seen += 1
                     return True  # not the REST API: their own routes check their own auth
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                if self.headers.get("Authorization") == f"Bearer {READ_TOKEN}":
+                    if method not in ("GET", "HEAD"):
+                        fake.write_denied.append(f"{method} {path}")
+                        self._send(
+                            403,
+                            {
+                                "message": "Resource not accessible by integration",
+                                "documentation_url": "https://docs.github.com/rest",
+                            },
+                        )
+                        return False
+                elif self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     self._send(
                         401,
                         {
