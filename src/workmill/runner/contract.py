@@ -15,7 +15,7 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,42 +116,65 @@ def check_format(head: bytes, data: bytes | None, fmt: str) -> str | None:
     """
     if fmt == "binary":
         return None
-    if fmt in _MAGIC:
-        if any(head.startswith(m) for m in _MAGIC[fmt]):
-            return None
-        return f"does not start with the {fmt} signature"
-    if fmt in ("webp", "wav"):
-        tag = b"WEBP" if fmt == "webp" else b"WAVE"
-        if head[:4] == b"RIFF" and head[8:12] == tag:
-            return None
-        return f"is not a RIFF/{tag.decode()} file"
-    if fmt == "mp3":
-        if head.startswith(b"ID3") or (
-            len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
-        ):
-            return None
-        return "is neither ID3-tagged nor an MPEG audio frame"
+    if fmt in _MAGIC or fmt in _SIGNED:
+        return _check_signature(head, fmt)
     assert data is not None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return f"is not UTF-8 (byte {exc.start})"
-    if fmt == "json":
-        try:
-            json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            return f"is not valid JSON ({str(exc)[:80]})"
+    check = _TEXT_CHECKS.get(fmt)
+    return check(text) if check else None
+
+
+def _check_signature(head: bytes, fmt: str) -> str | None:
+    """Binary formats, told apart by their first bytes."""
+    if fmt in _MAGIC:
+        if any(head.startswith(m) for m in _MAGIC[fmt]):
+            return None
+        return f"does not start with the {fmt} signature"
+    return _SIGNED[fmt](head)
+
+
+def _check_riff(tag: bytes) -> Callable[[bytes], str | None]:
+    def check(head: bytes) -> str | None:
+        if head[:4] == b"RIFF" and head[8:12] == tag:
+            return None
+        return f"is not a RIFF/{tag.decode()} file"
+
+    return check
+
+
+def _check_mp3(head: bytes) -> str | None:
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return None
-    if fmt == "csv":
-        return _check_csv(text)
-    lowered = text[:4096].lstrip().lower()
-    if fmt == "svg" and "<svg" not in text[:65536].lower():
-        return "has no <svg> element"
-    if fmt == "html" and not lowered.startswith("<"):
-        return "does not start with markup"
-    if fmt == "xml" and not lowered.startswith("<"):
-        return "does not start with '<'"
+    return "is neither ID3-tagged nor an MPEG audio frame"
+
+
+_SIGNED: dict[str, Callable[[bytes], str | None]] = {
+    "webp": _check_riff(b"WEBP"),
+    "wav": _check_riff(b"WAVE"),
+    "mp3": _check_mp3,
+}
+
+
+def _check_json(text: str) -> str | None:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"is not valid JSON ({str(exc)[:80]})"
     return None
+
+
+def _check_svg(text: str) -> str | None:
+    return None if "<svg" in text[:65536].lower() else "has no <svg> element"
+
+
+def _starts_with_markup(message: str) -> Callable[[str], str | None]:
+    def check(text: str) -> str | None:
+        return None if text[:4096].lstrip().startswith("<") else message
+
+    return check
 
 
 def _check_csv(text: str) -> str | None:
@@ -166,6 +189,15 @@ def _check_csv(text: str) -> str | None:
     except csv.Error as exc:
         return f"is not valid CSV ({exc})"
     return None
+
+
+_TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "json": _check_json,
+    "csv": _check_csv,
+    "svg": _check_svg,
+    "html": _starts_with_markup("does not start with markup"),
+    "xml": _starts_with_markup("does not start with '<'"),
+}
 
 
 @dataclass(frozen=True)
