@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,40 +214,53 @@ def evaluate(node: Node, ctx: Contexts) -> Any:
 
 def _call(name: str, args: list[Any], ctx: Contexts) -> Any:
     st = ctx.status
-    if name == "success":
-        return not st.failed and not st.cancelled
-    if name == "failure":
-        return st.failed
-    if name == "always":
-        return True
-    if name == "cancelled":
-        return st.cancelled
-    if name == "contains":
-        hay, needle = args
-        if isinstance(hay, list | tuple):
-            return any(loose_equal(x, needle) for x in hay)
-        return to_string(needle).casefold() in to_string(hay).casefold()
-    if name == "startsWith":
-        return to_string(args[0]).casefold().startswith(to_string(args[1]).casefold())
-    if name == "endsWith":
-        return to_string(args[0]).casefold().endswith(to_string(args[1]).casefold())
-    if name == "format":
-        return _format(to_string(args[0]), [to_string(a) for a in args[1:]])
-    if name == "join":
-        sep = to_string(args[1]) if len(args) > 1 else ","
-        if isinstance(args[0], list | tuple):
-            return sep.join(to_string(x) for x in args[0])
-        return to_string(args[0])
-    if name == "toJSON":
-        return to_json(args[0])
-    if name == "fromJSON":
-        text = to_string(args[0])
-        try:
-            value = json.loads(text, parse_constant=lambda c: None)
-        except (ValueError, RecursionError) as exc:
-            raise ExpressionError(f"fromJSON(): not valid JSON: {text[:80]!r}") from exc
-        return _from_json(value)
-    raise ExpressionError(f"unknown function {name!r}")  # pragma: no cover
+    if name in _STATUS_FUNCTIONS:
+        return _STATUS_FUNCTIONS[name](st.failed, st.cancelled)
+    if name not in _FUNCTIONS:
+        raise ExpressionError(f"unknown function {name!r}")  # pragma: no cover
+    return _FUNCTIONS[name](args)
+
+
+_STATUS_FUNCTIONS: dict[str, Callable[[bool, bool], bool]] = {
+    "success": lambda failed, cancelled: not failed and not cancelled,
+    "failure": lambda failed, cancelled: failed,
+    "always": lambda failed, cancelled: True,
+    "cancelled": lambda failed, cancelled: cancelled,
+}
+
+
+def _contains(args: list[Any]) -> bool:
+    hay, needle = args
+    if isinstance(hay, list | tuple):
+        return any(loose_equal(x, needle) for x in hay)
+    return to_string(needle).casefold() in to_string(hay).casefold()
+
+
+def _join(args: list[Any]) -> str:
+    sep = to_string(args[1]) if len(args) > 1 else ","
+    if isinstance(args[0], list | tuple):
+        return sep.join(to_string(x) for x in args[0])
+    return to_string(args[0])
+
+
+def _parse_json(args: list[Any]) -> Any:
+    text = to_string(args[0])
+    try:
+        value = json.loads(text, parse_constant=lambda c: None)
+    except (ValueError, RecursionError) as exc:
+        raise ExpressionError(f"fromJSON(): not valid JSON: {text[:80]!r}") from exc
+    return _from_json(value)
+
+
+_FUNCTIONS: dict[str, Callable[[list[Any]], Any]] = {
+    "contains": _contains,
+    "startsWith": lambda a: to_string(a[0]).casefold().startswith(to_string(a[1]).casefold()),
+    "endsWith": lambda a: to_string(a[0]).casefold().endswith(to_string(a[1]).casefold()),
+    "format": lambda a: _format(to_string(a[0]), [to_string(x) for x in a[1:]]),
+    "join": _join,
+    "toJSON": lambda a: to_json(a[0]),
+    "fromJSON": _parse_json,
+}
 
 
 def _from_json(v: Any) -> Any:
