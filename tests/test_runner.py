@@ -356,8 +356,16 @@ def test_timeout__kills_the_group_including_a_forked_daemon(tmp_path):
     t0 = time.monotonic()
     r = run(
         tmp_path,
-        [{"shell": "bash", "run": f"(sleep 300 & echo $! > {pidfile}; wait) & sleep 300"}],
-        timeout_seconds=0.5,
+        [
+            {
+                "shell": "bash",
+                # the main process waits for the daemon's pid file, so a loaded machine cannot
+                # time the step out before the daemon exists
+                "run": f"(sleep 300 & echo $! > {pidfile}; wait) & "
+                f"until [ -s {pidfile} ]; do sleep 0.01; done; sleep 300",
+            }
+        ],
+        timeout_seconds=2,
         sandbox="none",  # the pid file is outside the workspace; bwrap: tests/reliability
     )
     assert time.monotonic() - t0 < 10

@@ -179,52 +179,52 @@ def tokenize(text: str, start: int = 0, *, in_template: bool = False) -> tuple[l
                 raise ExpressionError(f"unterminated '${{{{' expression at column {start}")
             toks.append(Token("end", "", None, i))
             return toks, i
-        c = text[i]
         if in_template and text.startswith("}}", i):
             toks.append(Token("end", "}}", None, i))
             return toks, i + 2
-        if c == "'":
-            j = i + 1
-            buf = []
-            while True:
-                k = text.find("'", j)
-                if k < 0:
-                    raise ExpressionError(f"unterminated string literal at column {i + 1}")
-                buf.append(text[j:k])
-                if text.startswith("''", k):
-                    buf.append("'")
-                    j = k + 2
-                    continue
-                j = k + 1
-                break
-            toks.append(Token("str", text[i:j], "".join(buf), i))
-            i = j
-            continue
-        if c == '"':
-            raise ExpressionError(f"strings take single quotes, not double quotes (column {i + 1})")
-        prev_operand = bool(toks) and (
-            toks[-1].kind in ("num", "str", "ident") or toks[-1].text in (")", "]")
-        )
-        m = _NUMBER.match(text, i)
-        if m and not (prev_operand and c in "+-"):
-            value = parse_number(m.group(0))
-            if value is None:
-                raise ExpressionError(f"invalid number {m.group(0)!r} at column {i + 1}")
-            toks.append(Token("num", m.group(0), value, i))
-            i = m.end()
-            continue
-        m = _IDENT.match(text, i)
-        if m:
-            toks.append(Token("ident", m.group(0), m.group(0), i))
-            i = m.end()
-            continue
-        for op in _OPS:
-            if text.startswith(op, i):
-                toks.append(Token("op", op, None, i))
-                i += len(op)
-                break
-        else:
-            raise ExpressionError(f"unexpected character {c!r} at column {i + 1}")
+        tok = _next_token(text, i, toks)
+        toks.append(tok)
+        i += len(tok.text)
+
+
+def _next_token(text: str, i: int, toks: list[Token]) -> Token:
+    """The token starting at ``i`` (``toks`` so far tell a sign from a binary operator)."""
+    c = text[i]
+    if c == "'":
+        return _string_token(text, i)
+    if c == '"':
+        raise ExpressionError(f"strings take single quotes, not double quotes (column {i + 1})")
+    prev_operand = bool(toks) and (
+        toks[-1].kind in ("num", "str", "ident") or toks[-1].text in (")", "]")
+    )
+    m = _NUMBER.match(text, i)
+    if m and not (prev_operand and c in "+-"):
+        value = parse_number(m.group(0))
+        if value is None:
+            raise ExpressionError(f"invalid number {m.group(0)!r} at column {i + 1}")
+        return Token("num", m.group(0), value, i)
+    m = _IDENT.match(text, i)
+    if m:
+        return Token("ident", m.group(0), m.group(0), i)
+    for op in _OPS:
+        if text.startswith(op, i):
+            return Token("op", op, None, i)
+    raise ExpressionError(f"unexpected character {c!r} at column {i + 1}")
+
+
+def _string_token(text: str, i: int) -> Token:
+    """A single-quoted literal; ``''`` inside it is one quote."""
+    j = i + 1
+    buf = []
+    while True:
+        k = text.find("'", j)
+        if k < 0:
+            raise ExpressionError(f"unterminated string literal at column {i + 1}")
+        buf.append(text[j:k])
+        if not text.startswith("''", k):
+            return Token("str", text[i : k + 1], "".join(buf), i)
+        buf.append("'")
+        j = k + 2
 
 
 # ---------------------------------------------------------------- parser
