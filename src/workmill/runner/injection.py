@@ -96,29 +96,34 @@ class _ShellScanner:
             self.prev = c
             return
         self.line += c
-        st = self.state
-        if st == "heredoc":
+        if self.state == "heredoc":
             pass
         elif self.escape:
             self.escape = False
-        elif st == "normal":
-            if c == "\\":
-                self.escape = True
-            elif c == "'":
-                self.state = "sq"
-            elif c == '"':
-                self.state = "dq"
-            elif c == "#" and self.prev in " \t\n;&|(":
-                self.state = "comment"
-        elif st == "sq":
+        elif self.state == "normal":
+            self._normal(c)
+        elif self.state == "sq":
             if c == "'":
                 self.state = "normal"
-        elif st == "dq":
-            if c == "\\":
-                self.escape = True
-            elif c == '"':
-                self.state = "normal"
+        elif self.state == "dq":
+            self._double_quoted(c)
         self.prev = c
+
+    def _normal(self, c: str) -> None:
+        if c == "\\":
+            self.escape = True
+        elif c == "'":
+            self.state = "sq"
+        elif c == '"':
+            self.state = "dq"
+        elif c == "#" and self.prev in " \t\n;&|(":
+            self.state = "comment"
+
+    def _double_quoted(self, c: str) -> None:
+        if c == "\\":
+            self.escape = True
+        elif c == '"':
+            self.state = "normal"
 
     def _end_line(self) -> None:
         line, self.line = self.line, ""
