@@ -26,7 +26,9 @@ LOG_COLUMNS = tuple(
     for c in bt.COLUMNS[bt.WORKORDERS_LOG]
     if c not in ("spend_transaction_id", "refund_transaction_id")
 )
-RUN_COLUMNS = tuple(c for c in bt.COLUMNS[bt.MODULE_RUNS_LOG] if c != "outputs_sha256")
+RUN_COLUMNS = tuple(
+    c for c in bt.COLUMNS[bt.MODULE_RUNS_LOG] if c not in ("outputs_sha256", "module_digest")
+)
 # Module runs that asked the cache before running (a reuse of a release or of
 # tenant assets does not, and a skipped module never got that far).
 CACHE_LOOKUP_REUSE = frozenset({"new", "cache"})
