@@ -14,6 +14,7 @@ from workmill.sandbox import (
     is_credential_name,
     refused_env_name,
     refused_path_entry,
+    sandbox_setting,
 )
 
 
@@ -166,3 +167,11 @@ def test_is_credential_name():
         assert is_credential_name(n)
     for n in ("PATH", "HOME", "WORKMILL_NOW"):
         assert not is_credential_name(n)
+
+
+def test_sandbox_setting__environment_overrides_workmill_yml():
+    assert sandbox_setting("auto", {}) == "auto"
+    assert sandbox_setting("auto", {"WORKMILL_SANDBOX": "bwrap"}) == "bwrap"
+    assert sandbox_setting("bwrap", {"WORKMILL_SANDBOX": "none"}) == "none"
+    with pytest.raises(SandboxUnavailable, match="WORKMILL_SANDBOX='strict'"):
+        sandbox_setting("auto", {"WORKMILL_SANDBOX": "strict"})

@@ -77,10 +77,10 @@ def _sandbox_preflight(app: AppContext) -> None:
     """Hide workmill's credentials from /proc, then fail closed before anything is planned
     or charged when the configured sandbox cannot be had; say so on every run when
     ``auto`` falls back to none (docs/reference.md "Sandbox and tenant isolation")."""
-    from workmill.sandbox import choose_sandbox, scrub_own_secrets
+    from workmill.sandbox import choose_sandbox, sandbox_setting, scrub_own_secrets
 
     scrub_own_secrets()  # before planning: same-user processes cannot read our token
-    choice = choose_sandbox(app.repo.config.sandbox)
+    choice = choose_sandbox(sandbox_setting(app.repo.config.sandbox))
     if choice.warning:
         click.echo(f"warning: {choice.warning}", err=True)
 

@@ -62,6 +62,7 @@ from workmill.sandbox import (
     SandboxUnavailable,
     StepLauncher,
     choose_sandbox,
+    sandbox_setting,
     scrub_own_secrets,
 )
 from workmill.specs import ActionSpec, ModuleSpec
@@ -118,7 +119,7 @@ class ModuleRunRequest:
         """A request for ``modules/<module_id>`` of ``repo``; WM_CACHE_DIR defaults to
         ``<local_cache_dir>/deps/<module_id>``, sandbox and output cap to workmill.yml."""
         kw.setdefault("cache_dir", repo.local_cache_dir / "deps" / module_id)
-        kw.setdefault("sandbox", repo.config.sandbox)
+        kw.setdefault("sandbox", sandbox_setting(repo.config.sandbox))
         kw.setdefault("max_output_bytes", repo.config.max_output_bytes)
         return cls(
             module_dir=repo.module_dir(module_id),

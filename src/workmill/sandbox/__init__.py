@@ -22,6 +22,7 @@ from workmill.sandbox._mode import (
     SandboxChoice,
     SandboxUnavailable,
     choose_sandbox,
+    sandbox_setting,
 )
 from workmill.sandbox._policy import ETC_PATHS, SYSTEM_DIRS, SandboxPolicy, bwrap_argv
 from workmill.sandbox._scrub import scrub_own_secrets
@@ -43,5 +44,6 @@ __all__ = [
     "python_paths",
     "refused_env_name",
     "refused_path_entry",
+    "sandbox_setting",
     "scrub_own_secrets",
 ]

@@ -38,6 +38,21 @@ class SandboxChoice:
     warning: str | None  # said on every run when auto fell back to none
 
 
+ENV_OVERRIDE = "WORKMILL_SANDBOX"
+
+
+def sandbox_setting(configured: Configured, env: Mapping[str, str] | None = None) -> Configured:
+    """workmill.yml ``sandbox``, unless the environment says ``WORKMILL_SANDBOX`` (what the
+    GitHub workflows set on the jobs that run modules); a bad value is an error."""
+    env = os.environ if env is None else env
+    value = env.get(ENV_OVERRIDE, "").strip()
+    if not value:
+        return configured
+    if value not in ("auto", "bwrap", "none"):
+        raise SandboxUnavailable(f"{ENV_OVERRIDE}={value!r}: expected auto, bwrap or none")
+    return value  # type: ignore[return-value]
+
+
 @functools.cache
 def bwrap_works(path: str) -> str | None:
     """None when ``path`` can build a sandbox here, else why not (checked once per process)."""
