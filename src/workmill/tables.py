@@ -83,15 +83,33 @@ def read_table_or_empty(path: Path, columns: Sequence[str] = ()) -> list[Row]:
     return read_table(path, columns) if path.exists() else []
 
 
+# Columns holding free text that people read in a spreadsheet (module and reason names,
+# descriptions, ledger notes, messages): the one place they are made formula-safe.
+TEXT_COLUMNS = frozenset({"name", "description", "note", "message"})
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """``text`` that a spreadsheet cannot run as a formula: a leading ``= + - @``, tab or
+    CR gets a ``'`` prefix (OWASP "CSV injection"); idempotent, so rewriting a table
+    read back does not stack quotes."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def render_table(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> bytes:
-    """Serialise rows under ``columns`` (extra keys dropped, missing ones empty)."""
+    """Serialise rows under ``columns`` (extra keys dropped, missing ones empty; free-text
+    columns neutralised, see ``neutralise``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     # csv quotes only characters of the line terminator, so a lone "\r" would be lost
     quote_all = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     w.writerow(columns)
+    text = [c in TEXT_COLUMNS for c in columns]
     for row in rows:
-        cells = [_cell(row.get(c, "")) for c in columns]
+        cells = [
+            neutralise(v) if t else v
+            for v, t in zip((_cell(row.get(c, "")) for c in columns), text, strict=True)
+        ]
         (quote_all if any("\r" in c for c in cells) else w).writerow(cells)
     return buf.getvalue().encode("utf-8")
 

@@ -68,45 +68,22 @@ class Scheduler:
 
     def execute(self) -> dict[Hashable, ModuleStatus]:
         """Run every job (or skip it); returns each job's final status."""
-        status: dict[Hashable, ModuleStatus] = dict(self.initial)
-        failed_groups: set[Hashable] = {
-            j.group for j in self.jobs if j.strict and status.get(j.key) is ModuleStatus.FAILED
-        }
-        pending = [j for j in self.jobs if j.key not in status]
-        members: dict[Hashable, list[Hashable]] = {}
-        groups_of: dict[Hashable, list[Hashable]] = {}
-        for j in self.jobs:
-            members.setdefault(j.group, []).append(j.key)
-            groups_of.setdefault(j.key, []).append(j.group)
-        finished_groups: set[Hashable] = set()
-        # incremental bookkeeping, so one completion costs O(its group), not O(all jobs):
-        # keys of each group without a status yet, and groups that just ran out of them
-        order = {g: i for i, g in enumerate(members)}
-        left = {g: {k for k in keys if k not in status} for g, keys in members.items()}
-        complete = {g for g, keys in left.items() if not keys}
-        # a new unsuccessful status or failed group may skip pending jobs: rescan only then
-        dirty = True
+        self._check_known()
+        book = _Book(self)
+        with ThreadPoolExecutor(max_workers=max(1, self.max_parallel)) as pool:
+            while book.pending or book.running:
+                book.skip_blocked()
+                book.finish_groups()
+                book.start_ready(pool)
+                if not book.running:
+                    book.unstick(pool)
+                    if not book.running:
+                        continue
+                book.collect()
+            book.finish_groups()
+        return book.status
 
-        def set_status(key: Hashable, value: ModuleStatus) -> None:
-            nonlocal dirty
-            status[key] = value
-            if not value.succeeded:
-                dirty = True
-            for g in groups_of[key]:
-                left[g].discard(key)
-                if not left[g]:
-                    complete.add(g)
-
-        def finish_groups() -> None:
-            for group in sorted(complete, key=order.__getitem__):
-                if group not in finished_groups:
-                    finished_groups.add(group)
-                    self.on_group_done(group)
-            complete.clear()
-
-        unknown_groups = {g for j in self.jobs for g in j.after_groups} - set(members)
-        finished_groups |= unknown_groups
-        running: dict[Future[ModuleStatus], Job] = {}
+    def _check_known(self) -> None:
         known = {j.key for j in self.jobs}
         for job in self.jobs:
             missing = [d for d in job.deps if d not in known]
@@ -114,59 +91,113 @@ class Scheduler:
             if missing:
                 raise ValueError(f"job {job.key} depends on unknown {missing}")
 
-        def skip(job: Job, reason: str) -> None:
-            set_status(job.key, ModuleStatus.SKIPPED)
-            self.on_skip(job, Skip(reason))
 
-        with ThreadPoolExecutor(max_workers=max(1, self.max_parallel)) as pool:
-            while pending or running:
-                while dirty:  # until a scan skips nothing more
-                    dirty = False
-                    for job in list(pending):
-                        if any(d in status and not status[d].succeeded for d in job.deps):
-                            pending.remove(job)
-                            skip(job, DEPENDENCY_FAILED)
-                        elif job.strict and job.group in failed_groups:
-                            pending.remove(job)
-                            skip(job, STRICT_ABORTED)
-                finish_groups()
-                for job in list(pending):
-                    if len(running) >= self.max_parallel or self.cancel.is_set():
-                        break
-                    if (
-                        self._has_room(job, list(running.values()))
-                        and all(d in status for d in job.deps)
-                        and all(g in finished_groups for g in job.after_groups)
-                        and all(k in status for k in job.after_jobs)
-                    ):
-                        pending.remove(job)
-                        running[pool.submit(self.run, job)] = job
-                if not running:
-                    if pending and self.cancel.is_set():
-                        for job in pending:
-                            skip(job, "INTERRUPTED")
-                        pending.clear()
-                    elif pending:
-                        # only waits on groups that wait back remain: start the first job
-                        # whose dependencies are done (its reuse will then report the miss)
-                        ready = [j for j in pending if all(d in status for d in j.deps)]
-                        if not ready:
-                            raise RuntimeError("scheduler stalled: dependency cycle")
-                        pending.remove(ready[0])
-                        running[pool.submit(self.run, ready[0])] = ready[0]
-                    if not running:
-                        continue
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = running.pop(fut)
-                    try:
-                        result = fut.result()
-                    except Exception as exc:  # the runner must not raise; never hang on it
-                        self.errors[job.key] = exc
-                        result = ModuleStatus.FAILED
-                    set_status(job.key, result)
-                    if result is ModuleStatus.FAILED and job.strict:
-                        failed_groups.add(job.group)
-                        dirty = True
-            finish_groups()
-        return status
+class _Book:
+    """The bookkeeping of one ``Scheduler.execute``: statuses, what is pending and running,
+    and which groups are done. Incremental, so one completion costs O(its group), not
+    O(all jobs). Resumed jobs (``initial``) start with their status and are never run."""
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.status: dict[Hashable, ModuleStatus] = dict(sched.initial)
+        self.failed_groups: set[Hashable] = {
+            j.group
+            for j in sched.jobs
+            if j.strict and self.status.get(j.key) is ModuleStatus.FAILED
+        }
+        self.pending = [j for j in sched.jobs if j.key not in self.status]
+        members: dict[Hashable, list[Hashable]] = {}
+        self.groups_of: dict[Hashable, list[Hashable]] = {}
+        for j in sched.jobs:
+            members.setdefault(j.group, []).append(j.key)
+            self.groups_of.setdefault(j.key, []).append(j.group)
+        self.order = {g: i for i, g in enumerate(members)}
+        # keys of each group without a status yet, and groups that just ran out of them
+        self.left = {g: {k for k in keys if k not in self.status} for g, keys in members.items()}
+        self.complete = {g for g, keys in self.left.items() if not keys}
+        # groups a job may wait for but that are not in this run count as finished
+        self.finished_groups = {g for j in sched.jobs for g in j.after_groups} - set(members)
+        self.running: dict[Future[ModuleStatus], Job] = {}
+        self.dirty = True  # a new unsuccessful status may skip pending jobs: rescan only then
+
+    def set_status(self, key: Hashable, value: ModuleStatus) -> None:
+        self.status[key] = value
+        if not value.succeeded:
+            self.dirty = True
+        for g in self.groups_of[key]:
+            self.left[g].discard(key)
+            if not self.left[g]:
+                self.complete.add(g)
+
+    def finish_groups(self) -> None:
+        for group in sorted(self.complete, key=self.order.__getitem__):
+            if group not in self.finished_groups:
+                self.finished_groups.add(group)
+                self.sched.on_group_done(group)
+        self.complete.clear()
+
+    def skip(self, job: Job, reason: str) -> None:
+        self.set_status(job.key, ModuleStatus.SKIPPED)
+        self.sched.on_skip(job, Skip(reason))
+
+    def skip_blocked(self) -> None:
+        """Skip pending jobs a failure blocks, until a scan skips nothing more."""
+        while self.dirty:
+            self.dirty = False
+            for job in list(self.pending):
+                if any(d in self.status and not self.status[d].succeeded for d in job.deps):
+                    self.pending.remove(job)
+                    self.skip(job, DEPENDENCY_FAILED)
+                elif job.strict and job.group in self.failed_groups:
+                    self.pending.remove(job)
+                    self.skip(job, STRICT_ABORTED)
+
+    def _ready(self, job: Job) -> bool:
+        return (
+            all(d in self.status for d in job.deps)
+            and all(g in self.finished_groups for g in job.after_groups)
+            and all(k in self.status for k in job.after_jobs)
+        )
+
+    def _submit(self, pool: ThreadPoolExecutor, job: Job) -> None:
+        self.pending.remove(job)
+        self.running[pool.submit(self.sched.run, job)] = job
+
+    def start_ready(self, pool: ThreadPoolExecutor) -> None:
+        """Start ready jobs in listed order, up to ``max_parallel`` at once."""
+        for job in list(self.pending):
+            if len(self.running) >= self.sched.max_parallel or self.sched.cancel.is_set():
+                break
+            if self._ready(job):
+                self._submit(pool, job)
+
+    def unstick(self, pool: ThreadPoolExecutor) -> None:
+        """Nothing runs: a cancel skips what is left; otherwise only waits on groups that
+        wait back remain, so start the first job whose dependencies are done (its reuse
+        will then report the miss)."""
+        if not self.pending:
+            return
+        if self.sched.cancel.is_set():
+            for job in self.pending:
+                self.skip(job, "INTERRUPTED")
+            self.pending.clear()
+            return
+        ready = [j for j in self.pending if all(d in self.status for d in j.deps)]
+        if not ready:
+            raise RuntimeError("scheduler stalled: dependency cycle")
+        self._submit(pool, ready[0])
+
+    def collect(self) -> None:
+        """Wait for at least one running job and record its status."""
+        done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            job = self.running.pop(fut)
+            try:
+                result = fut.result()
+            except Exception as exc:  # the runner must not raise; never hang on it
+                self.sched.errors[job.key] = exc
+                result = ModuleStatus.FAILED
+            self.set_status(job.key, result)
+            if result is ModuleStatus.FAILED and job.strict:
+                self.failed_groups.add(job.group)
+                self.dirty = True

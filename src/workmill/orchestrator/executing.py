@@ -18,7 +18,7 @@ from workmill.artifacts.naming import manifest_name, release_tag
 from workmill.errors import WorkmillError
 from workmill.orchestrator.context import RunContext
 from workmill.orchestrator.dag import Job, Scheduler, Skip
-from workmill.orchestrator.modules import execute_module, outputs_verified
+from workmill.orchestrator.modules import execute_module, outputs_verified, uses_cache
 from workmill.orchestrator.records import (
     ModuleOutcome,
     Plan,
@@ -153,24 +153,32 @@ def _tenant_pools(ctx: RunContext, plan: Plan) -> Callable[[Job], tuple[Hashable
     return pool_of
 
 
-def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, ModuleOutcome]]:
-    """Run every planned module; returns the outcomes per work order (also journaled)."""
-    by_key: dict[tuple[str, str], WorkOrderPlan] = {wo.key: wo for wo in plan.work_orders}
-    outcomes: dict[tuple[str, str], dict[str, ModuleOutcome]] = {}
+Outcomes = dict[tuple[str, str], dict[str, ModuleOutcome]]
+
+
+def _release_producers(wo: WorkOrderPlan, by_key: dict) -> set[tuple[str, str]]:
+    """Work orders of this run whose release one of ``wo``'s modules reuses."""
+    return {
+        g
+        for m in wo.modules
+        if m.release_tag and (mt := RELEASE_TAG.fullmatch(m.release_tag))
+        for g in [(mt.group(1), mt.group(2))]
+        if g in by_key and g != wo.key
+    }
+
+
+def _build_jobs(
+    ctx: RunContext, plan: Plan, by_key: dict[tuple[str, str], WorkOrderPlan]
+) -> tuple[list[Job], dict[Hashable, ModuleStatus], Outcomes]:
+    """One job per planned module; a resumed module's journaled status is its initial one."""
+    outcomes: Outcomes = {}
     jobs: list[Job] = []
     initial: dict[Hashable, ModuleStatus] = {}
-    lock = threading.Lock()
     cache_writer: dict[tuple[str, str], Key] = {}  # (tenant, module) -> last job that may store
     for wo in plan.work_orders:
         known = known_outcomes(ctx, wo)
         outcomes[wo.key] = dict(known)
-        producers = {
-            g
-            for m in wo.modules
-            if m.release_tag and (mt := RELEASE_TAG.fullmatch(m.release_tag))
-            for g in [(mt.group(1), mt.group(2))]
-            if g in by_key and g != wo.key
-        }
+        producers = tuple(sorted(_release_producers(wo, by_key)))
         for m in wo.modules:
             key: Key = (wo.tenant_id, wo.work_order_id, m.module_id)
             slot = (wo.tenant_id, m.module_id)
@@ -179,9 +187,7 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
                 if m.reuse_output_type == "cache" and slot in cache_writer
                 else ()
             )
-            if m.reuse_output_type == "cache" or (
-                m.reuse_output_type == "new" and ctx.repo.module(m.module_id).cache.enabled
-            ):
+            if uses_cache(ctx, m):
                 cache_writer[slot] = key
             jobs.append(
                 Job(
@@ -189,14 +195,20 @@ def execute(ctx: RunContext, plan: Plan) -> dict[tuple[str, str], dict[str, Modu
                     wo.key,
                     deps=tuple((wo.tenant_id, wo.work_order_id, d) for d in m.depends_on),
                     strict=wo.mode == "STRICT",
-                    after_groups=tuple(sorted(producers))
-                    if m.reuse_output_type == "release"
-                    else (),
+                    after_groups=producers if m.reuse_output_type == "release" else (),
                     after_jobs=waits,
                 )
             )
             if m.module_id in known:
                 initial[key] = ModuleStatus(known[m.module_id].status)
+    return jobs, initial, outcomes
+
+
+def execute(ctx: RunContext, plan: Plan) -> Outcomes:
+    """Run every planned module; returns the outcomes per work order (also journaled)."""
+    by_key: dict[tuple[str, str], WorkOrderPlan] = {wo.key: wo for wo in plan.work_orders}
+    jobs, initial, outcomes = _build_jobs(ctx, plan, by_key)
+    lock = threading.Lock()
 
     modules = {(wo.key, m.module_id): m for wo in plan.work_orders for m in wo.modules}
 

@@ -67,6 +67,14 @@ class ReleaseAdapter:
         return True
 
 
+def uses_cache(ctx: RunContext, mp: ModulePlan) -> bool:
+    """Whether this module run looks up or stores a cache entry (docs/reference.md
+    "Reuse"): ``cache`` always does; ``new`` stores when the module enables its cache."""
+    return mp.reuse_output_type == "cache" or (
+        mp.reuse_output_type == "new" and ctx.repo.module(mp.module_id).cache.enabled
+    )
+
+
 def module_workspace(ctx: RunContext, wo: WorkOrderPlan, module_id: str) -> Path:
     return workspace_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id, module_id)
 
@@ -265,9 +273,7 @@ def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root:
     module = repo.module(mp.module_id)
     deps = mp.depends_on
     inputs_dir = _stage_inputs(ctx, wo, mp, deps)
-    use_cache = mp.reuse_output_type == "cache" or (
-        mp.reuse_output_type == "new" and module.cache.enabled
-    )
+    use_cache = uses_cache(ctx, mp)
     request = None
     extra: dict = {}
     if use_cache:

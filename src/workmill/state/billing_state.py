@@ -46,7 +46,7 @@ from workmill.state.workorder_index import (
     WORKORDER_INDEX_COLUMNS,
     WorkOrderRecord,
 )
-from workmill.tables import Row, parse_table
+from workmill.tables import TEXT_COLUMNS, Row, neutralise, parse_table
 
 # Derived index that makes top-up idempotency a one-partition lookup.
 TOPUP_REFERENCES = "topup_references.csv"
@@ -102,6 +102,8 @@ def reference_bucket(tenant_id: str, reference: str) -> str:
 
 
 def _cells(row: Mapping[str, Any]) -> Row:
+    """Row values as stored (text columns neutralised now, so what is in memory, in the
+    derived index and on disk is the same)."""
     out: Row = {}
     for k, v in row.items():
         if v is None:
@@ -109,7 +111,7 @@ def _cells(row: Mapping[str, Any]) -> Row:
         elif isinstance(v, bool):
             out[k] = "true" if v else "false"
         else:
-            out[k] = str(v)
+            out[k] = neutralise(str(v)) if k in TEXT_COLUMNS else str(v)
     return out
 
 
