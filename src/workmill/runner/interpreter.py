@@ -82,87 +82,97 @@ def _slug(text: str) -> str:
     return s or "run"
 
 
-def plan_action(action: ActionSpec) -> ActionPlan:
-    """Every problem that would stop this action, found before anything runs."""
-    problems: list[str] = []
-    if action.runs.using != "composite":
-        problems.append(
-            f"runs.using: {action.runs.using!r} is not supported; workmill runs composite actions"
-        )
-    steps: list[StepPlan] = []
-    ids: set[str] = set()
+class _Planner:
+    """Collects every problem of an action while turning its steps into StepPlans."""
 
-    def parsed(where: str, text: str) -> list[Segment]:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.ids: set[str] = set()
+
+    def parsed(self, where: str, text: str) -> list[Segment]:
         try:
             return parse_template(text)
         except ExpressionError as exc:
-            problems.append(f"{where}: {exc}")
+            self.problems.append(f"{where}: {exc}")
             return []
 
-    for i, st in enumerate(action.runs.steps, start=1):
-        label = f"step {i}" + (f" ({st.id or st.name})" if (st.id or st.name) else "")
-        where = f"runs.steps[{i - 1}]"
-        if st.uses is not None:
-            problems.append(
-                f"{where}: 'uses: {st.uses}' is not supported locally; "
-                "write the step as a run: step"
-            )
-            continue
+    def condition(self, where: str, text: str | bool | None) -> Node:
+        """An ``if:`` (a bad one is reported and replaced by the default, success())."""
+        try:
+            return parse_condition(text)
+        except ExpressionError as exc:
+            self.problems.append(f"{where}: {exc}")
+            return parse_condition(None)
+
+    def continue_on_error(self, where: str, value: str | bool) -> Node | bool:
+        if isinstance(value, bool):
+            return value
+        try:
+            return parse_condition(value)
+        except ExpressionError as exc:
+            self.problems.append(f"{where}: {exc}")
+            return False
+
+    def check_shell_and_id(self, where: str, st: ActionStep) -> None:
         shell = st.shell or ""
         if shell not in SHELLS:
-            problems.append(
+            self.problems.append(
                 f"{where}.shell: {shell!r} is not supported; use one of {', '.join(SHELLS)}"
             )
         if st.id is not None:
-            if st.id.lower() in ids:
-                problems.append(f"{where}.id: {st.id!r} is used by an earlier step")
-            ids.add(st.id.lower())
-        try:
-            cond = parse_condition(st.if_)
-        except ExpressionError as exc:
-            problems.append(f"{where}.if: {exc}")
-            cond = parse_condition(None)
-        coe: Node | bool
-        if isinstance(st.continue_on_error, bool):
-            coe = st.continue_on_error
-        else:
-            try:
-                coe = parse_condition(st.continue_on_error)
-            except ExpressionError as exc:
-                problems.append(f"{where}.continue-on-error: {exc}")
-                coe = False
+            if st.id.lower() in self.ids:
+                self.problems.append(f"{where}.id: {st.id!r} is used by an earlier step")
+            self.ids.add(st.id.lower())
+
+    def step(self, i: int, st: ActionStep) -> StepPlan | None:
+        where = f"runs.steps[{i - 1}]"
+        if st.uses is not None:
+            self.problems.append(
+                f"{where}: 'uses: {st.uses}' is not supported locally; "
+                "write the step as a run: step"
+            )
+            return None
+        self.check_shell_and_id(where, st)
+        cond = self.condition(f"{where}.if", st.if_)
+        coe = self.continue_on_error(f"{where}.continue-on-error", st.continue_on_error)
         if st.name:
-            parsed(f"{where}.name", st.name)
+            self.parsed(f"{where}.name", st.name)
         env = {
-            k: parsed(f"{where}.env.{k}", str(v) if not isinstance(v, bool) else str(v).lower())
+            k: self.parsed(f"{where}.env.{k}", str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in st.env.items()
         }
-        wd = (
-            parsed(f"{where}.working-directory", st.working_directory)
-            if st.working_directory
-            else None
+        wd = st.working_directory
+        wd_segments = self.parsed(f"{where}.working-directory", wd) if wd else None
+        run = self.parsed(f"{where}.run", st.run or "")
+        return StepPlan(
+            index=i,
+            step=st,
+            label=f"step {i}" + (f" ({st.id or st.name})" if (st.id or st.name) else ""),
+            log_name=f"step-{i:02d}-{_slug(st.id or st.name or 'run')}.log",
+            condition=cond,
+            run=run,
+            env=env,
+            working_directory=wd_segments,
+            continue_on_error=coe,
+            timeout_seconds=st.timeout_minutes * 60 if st.timeout_minutes else None,
         )
-        run = parsed(f"{where}.run", st.run or "")
-        steps.append(
-            StepPlan(
-                index=i,
-                step=st,
-                label=label,
-                log_name=f"step-{i:02d}-{_slug(st.id or st.name or 'run')}.log",
-                condition=cond,
-                run=run,
-                env=env,
-                working_directory=wd,
-                continue_on_error=coe,
-                timeout_seconds=st.timeout_minutes * 60 if st.timeout_minutes else None,
-            )
+
+
+def plan_action(action: ActionSpec) -> ActionPlan:
+    """Every problem that would stop this action, found before anything runs."""
+    planner = _Planner()
+    if action.runs.using != "composite":
+        planner.problems.append(
+            f"runs.using: {action.runs.using!r} is not supported; workmill runs composite actions"
         )
+    planned = (planner.step(i, st) for i, st in enumerate(action.runs.steps, start=1))
+    steps = [sp for sp in planned if sp is not None]
     outputs = {
-        name: parsed(f"outputs.{name}.value", out.value or "")
+        name: planner.parsed(f"outputs.{name}.value", out.value or "")
         for name, out in action.outputs.items()
     }
-    if problems:
-        raise ActionRefused(problems)
+    if planner.problems:
+        raise ActionRefused(planner.problems)
     return ActionPlan(steps, outputs)
 
 
