@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from workmill.errors import WorkmillError
 from workmill.runner.commands import (
@@ -227,86 +226,121 @@ class ExecutionSettings:
 
 def execute(plan: ActionPlan, s: ExecutionSettings) -> ExecutionResult:
     """Run the steps in order with GitHub's if/continue-on-error/status semantics."""
-    res = ExecutionResult()
-    ctx = s.contexts
-    steps_ctx: dict[str, Any] = ctx.values.setdefault("steps", {})
-    github_env: dict[str, str] = {}
-    extra_path: list[str] = []
-    expr_counter = [0]
-
-    def next_var() -> str:
-        expr_counter[0] += 1
-        return f"WM_EXPR_{expr_counter[0]}"
-
-    def log(msg: str) -> None:
-        s.runner_log.line(msg)
-
+    run = _Execution(s)
+    s.contexts.values.setdefault("steps", {})
     for sp in plan.steps:
-        st = sp.step
-        t0 = time.monotonic()
-        if s.cancel is not None and s.cancel.is_set():
-            res.cancelled = True
-        if time.monotonic() >= s.deadline:
-            res.timed_out = True
-        if res.cancelled or res.timed_out:
+        if run.should_stop() or not run.step(sp):
             break
-        rec = StepRecord(sp.index, st.id, st.name, "skipped", "skipped", None, None, 0)
-        res.steps.append(rec)
-        step_failed, message, exit_code = False, "", None
+    if not (run.res.timed_out or run.res.cancelled):
+        run.render_outputs(plan)
+    return run.res
+
+
+@dataclass
+class _Execution:
+    """The state one action run carries from step to step."""
+
+    s: ExecutionSettings
+    res: ExecutionResult = field(default_factory=ExecutionResult)
+    github_env: dict[str, str] = field(default_factory=dict)
+    extra_path: list[str] = field(default_factory=list)
+    expressions: int = 0
+
+    def next_var(self) -> str:
+        self.expressions += 1
+        return f"WM_EXPR_{self.expressions}"
+
+    def log(self, msg: str) -> None:
+        self.s.runner_log.line(msg)
+
+    def should_stop(self) -> bool:
+        if self.s.cancel is not None and self.s.cancel.is_set():
+            self.res.cancelled = True
+        if time.monotonic() >= self.s.deadline:
+            self.res.timed_out = True
+        return self.res.cancelled or self.res.timed_out
+
+    def step(self, sp: StepPlan) -> bool:
+        """Run (or skip) one step and record it; False when the run must stop here."""
+        ctx = self.s.contexts
+        t0 = time.monotonic()
+        rec = StepRecord(sp.index, sp.step.id, sp.step.name, "skipped", "skipped", None, None, 0)
+        self.res.steps.append(rec)
         try:
-            run_it = truthy(evaluate(sp.condition, ctx))
+            run_it, step_failed, message = truthy(evaluate(sp.condition, ctx)), False, ""
         except ExpressionError as exc:
             run_it, step_failed, message = False, True, f"if: {exc}"
+        exit_code: int | None = None
         if run_it:
-            try:
-                exit_code, message = _run_one(
-                    sp, s, ctx, github_env, extra_path, next_var, res, rec
-                )
-            except (ExpressionError, CommandFileError) as exc:
-                step_failed, message = True, str(exc)
-            if res.timed_out or res.cancelled:
+            exit_code, message = self.attempt(sp, rec)
+            if self.res.timed_out or self.res.cancelled:
                 rec.outcome = rec.conclusion = "cancelled"
                 rec.duration_ms = int((time.monotonic() - t0) * 1000)
-                log(f"{sp.label}: {'timed out' if res.timed_out else 'cancelled'}; killed")
-                res.exit_code = None
-                break
-            step_failed = step_failed or exit_code != 0 or bool(message)
+                self.log(
+                    f"{sp.label}: {'timed out' if self.res.timed_out else 'cancelled'}; killed"
+                )
+                self.res.exit_code = None
+                return False
+            step_failed = exit_code != 0 or bool(message)
         if not run_it and not step_failed:
-            log(f"{sp.label}: skipped (if: evaluated false)")
+            self.log(f"{sp.label}: skipped (if: evaluated false)")
         else:
-            rec.outcome = "failure" if step_failed else "success"
-            rec.exit_code = exit_code
-            rec.message = message
-            coe = sp.continue_on_error
-            try:
-                cont = coe if isinstance(coe, bool) else truthy(evaluate(coe, ctx))
-            except ExpressionError:
-                cont = False
-            rec.conclusion = "success" if (step_failed and cont) else rec.outcome
-            if step_failed:
-                what = message or f"exited with code {exit_code}"
-                log(f"{sp.label}: failed: {what}" + (" (continue-on-error)" if cont else ""))
-                if not cont and not ctx.status.failed:
-                    ctx.status.failed = True
-                    res.exit_code = exit_code if exit_code not in (0, None) else 1
-                    res.failed_step = f"{sp.label} " + (
-                        f"exited with code {exit_code}" if not message else f"failed: {message}"
-                    )
-            else:
-                log(f"{sp.label}: succeeded")
+            self.conclude(sp, rec, step_failed, exit_code, message)
         rec.duration_ms = int((time.monotonic() - t0) * 1000)
-        if st.id:
-            entry = steps_ctx.setdefault(st.id, {"outputs": {}})
+        if sp.step.id:
+            entry = ctx.values["steps"].setdefault(sp.step.id, {"outputs": {}})
             entry["outcome"] = rec.outcome
             entry["conclusion"] = rec.conclusion
-    if not (res.timed_out or res.cancelled):
+        return True
+
+    def attempt(self, sp: StepPlan, rec: StepRecord) -> tuple[int | None, str]:
+        """(exit code, failure message or ''); an expression or command-file error fails it."""
+        try:
+            return _run_one(
+                sp,
+                self.s,
+                self.s.contexts,
+                self.github_env,
+                self.extra_path,
+                self.next_var,
+                self.res,
+                rec,
+            )
+        except (ExpressionError, CommandFileError) as exc:
+            return None, str(exc)
+
+    def conclude(
+        self, sp: StepPlan, rec: StepRecord, failed: bool, exit_code: int | None, message: str
+    ) -> None:
+        rec.outcome = "failure" if failed else "success"
+        rec.exit_code = exit_code
+        rec.message = message
+        coe = sp.continue_on_error
+        try:
+            cont = coe if isinstance(coe, bool) else truthy(evaluate(coe, self.s.contexts))
+        except ExpressionError:
+            cont = False
+        rec.conclusion = "success" if (failed and cont) else rec.outcome
+        if not failed:
+            self.log(f"{sp.label}: succeeded")
+            return
+        what = message or f"exited with code {exit_code}"
+        self.log(f"{sp.label}: failed: {what}" + (" (continue-on-error)" if cont else ""))
+        status = self.s.contexts.status
+        if not cont and not status.failed:
+            status.failed = True
+            self.res.exit_code = exit_code if exit_code not in (0, None) else 1
+            self.res.failed_step = f"{sp.label} " + (
+                f"exited with code {exit_code}" if not message else f"failed: {message}"
+            )
+
+    def render_outputs(self, plan: ActionPlan) -> None:
         for name, segs in plan.outputs.items():
             try:
-                res.outputs[name] = render(segs, ctx)
+                self.res.outputs[name] = render(segs, self.s.contexts)
             except ExpressionError as exc:
-                res.warnings.append(f"outputs.{name}: {exc}")
-                res.outputs[name] = ""
-    return res
+                self.res.warnings.append(f"outputs.{name}: {exc}")
+                self.res.outputs[name] = ""
 
 
 def _run_one(
