@@ -1,4 +1,4 @@
-"""GitHub-native backends (SPEC §1, §9, §10): Releases for state and artifacts, the Actions cache.
+"""GitHub-native backends (docs/reference.md "GitHub mode"): Releases for state and artifacts, the Actions cache.
 
 Public API:
 

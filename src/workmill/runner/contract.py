@@ -1,4 +1,4 @@
-"""The output contract (SPEC §6), usable on any outputs directory.
+"""The output contract (docs/reference.md "Running a module"), usable on any outputs directory.
 
 The orchestrator calls :func:`check_outputs` on outputs a module just wrote
 and on outputs restored from cache, a release or assets. Files are opened

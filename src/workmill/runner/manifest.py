@@ -1,4 +1,4 @@
-"""``outputs_manifest.json``: what a module run left in its outputs (SPEC §6).
+"""``outputs_manifest.json``: what a module run left in its outputs (docs/reference.md "Running a module").
 
 Written after every run, published or not. The same shape describes
 outputs restored from cache, a release or tenant assets.

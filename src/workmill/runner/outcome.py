@@ -1,4 +1,4 @@
-"""Exit code × reason file × policy → the module's status (SPEC §6). Pure."""
+"""Exit code × reason file × policy → the module's status (docs/reference.md "Running a module"). Pure."""
 
 from __future__ import annotations
 

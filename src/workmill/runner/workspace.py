@@ -1,4 +1,4 @@
-"""A module run's fresh workspace and the clean environment its steps get (SPEC §6).
+"""A module run's fresh workspace and the clean environment its steps get (docs/reference.md "Running a module").
 
 Layout (all under ``<runtime>/<tenant>/<work_order>/<module>/``)::
 
