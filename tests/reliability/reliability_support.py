@@ -197,8 +197,17 @@ def _alive(pid: int) -> bool:
 def inprocess(*argv: str) -> tuple[int, str, str]:
     """`workmill ARGV` in this process (fast: no interpreter start), capturing its output."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli_main(list(argv))
+    saved = os.environ.get("WORKMILL_NOW")
+    # the same clock as the runs under test (verify's unsettled check measures against it)
+    os.environ["WORKMILL_NOW"] = FIXED_NOW
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli_main(list(argv))
+    finally:
+        if saved is None:
+            os.environ.pop("WORKMILL_NOW", None)
+        else:
+            os.environ["WORKMILL_NOW"] = saved
     return code, out.getvalue(), err.getvalue()
 
 
