@@ -12,7 +12,7 @@ from pathlib import Path
 
 from workmill import ids
 from workmill.errors import Problem, SpecError
-from workmill.specs import RELEASE_TAG, WorkOrderSpec, parse_model
+from workmill.specs import RELEASE_TAG, WorkOrderModule, WorkOrderSpec, parse_model
 from workmill.validate._checks import params_messages
 from workmill.validate._fastyaml import fast_model
 from workmill.validate._snapshot import ModuleInfo, Snapshot, canonical_json
@@ -102,7 +102,6 @@ def work_order_problems(
 ) -> list[Problem]:
     """Rules a typed work order must also satisfy against the repo."""
     out: list[Problem] = []
-    snap = ctx.snap
     if spec.work_order_id != stem:
         out.append(
             problem(
@@ -113,61 +112,68 @@ def work_order_problems(
         )
     listed = set(spec.module_ids)
     for i, entry in enumerate(spec.modules):
-        loc: tuple[str | int, ...] = ("modules", i)
-        info = snap.modules.get(entry.module_id)
-        if info is None:
-            out.append(problem(doc, (*loc, "module_id"), f"unknown module {entry.module_id!r}"))
-            continue
-        if not info.ok or info.spec is None:
-            if ctx.report_broken_modules:
-                out.append(
-                    problem(
-                        doc,
-                        (*loc, "module_id"),
-                        f"module {entry.module_id} has errors of its own (run `workmill validate`)",
-                    )
-                )
-            continue
-        for d in info.spec.deps:
-            if d not in listed:
-                out.append(
-                    problem(
-                        doc,
-                        (*loc, "module_id"),
-                        f"module {entry.module_id} depends on {d}, which this work order does "
-                        "not list (list it; it may be reused rather than recomputed)",
-                    )
-                )
-        for field_, msg in ctx.params(info, dict(entry.params)):
-            sub = field_.split(".")[1:] if field_.startswith("params") else []
-            out.append(
-                Problem(
-                    doc.path,
-                    doc.line_of((*loc, "params", *sub)),
-                    ".".join(map(str, (*loc, field_))),
-                    msg,
-                )
-            )
-        if entry.reuse_output_type == "release" and entry.release_tag:
-            m = RELEASE_TAG.fullmatch(entry.release_tag)
-            if m and m.group(1) not in snap.tenants:
-                out.append(
-                    problem(
-                        doc,
-                        (*loc, "release_tag"),
-                        f"release tag names tenant {m.group(1)!r}, which does not exist",
-                    )
-                )
-        if entry.reuse_output_type == "assets" and entry.assets_folder_name:
-            base = snap.repo.assets_dir(tenant_id)
-            target = base / entry.assets_folder_name
-            # a symlinked folder could still point elsewhere: compare resolved paths
-            if target.exists() and not target.resolve().is_relative_to(base.resolve()):
-                out.append(
-                    problem(
-                        doc,
-                        (*loc, "assets_folder_name"),
-                        f"{entry.assets_folder_name!r} leaves tenants/{tenant_id}/assets/outputs/",
-                    )
-                )
+        out += _entry_problems(ctx, tenant_id, doc, ("modules", i), entry, listed)
     return out
+
+
+def _entry_problems(
+    ctx: WorkOrderContext,
+    tenant_id: str,
+    doc: YamlDoc,
+    loc: tuple[str | int, ...],
+    entry: WorkOrderModule,
+    listed: set[str],
+) -> list[Problem]:
+    """One listed module: known and valid, its dependencies listed, params, reuse targets."""
+    info = ctx.snap.modules.get(entry.module_id)
+    if info is None:
+        return [problem(doc, (*loc, "module_id"), f"unknown module {entry.module_id!r}")]
+    if not info.ok or info.spec is None:
+        if not ctx.report_broken_modules:
+            return []
+        msg = f"module {entry.module_id} has errors of its own (run `workmill validate`)"
+        return [problem(doc, (*loc, "module_id"), msg)]
+    out = [
+        problem(
+            doc,
+            (*loc, "module_id"),
+            f"module {entry.module_id} depends on {d}, which this work order does "
+            "not list (list it; it may be reused rather than recomputed)",
+        )
+        for d in info.spec.deps
+        if d not in listed
+    ]
+    for field_, msg in ctx.params(info, dict(entry.params)):
+        sub = field_.split(".")[1:] if field_.startswith("params") else []
+        out.append(
+            Problem(
+                doc.path,
+                doc.line_of((*loc, "params", *sub)),
+                ".".join(map(str, (*loc, field_))),
+                msg,
+            )
+        )
+    return out + _reuse_problems(ctx, tenant_id, doc, loc, entry)
+
+
+def _reuse_problems(
+    ctx: WorkOrderContext,
+    tenant_id: str,
+    doc: YamlDoc,
+    loc: tuple[str | int, ...],
+    entry: WorkOrderModule,
+) -> list[Problem]:
+    snap = ctx.snap
+    if entry.reuse_output_type == "release" and entry.release_tag:
+        m = RELEASE_TAG.fullmatch(entry.release_tag)
+        if m and m.group(1) not in snap.tenants:
+            msg = f"release tag names tenant {m.group(1)!r}, which does not exist"
+            return [problem(doc, (*loc, "release_tag"), msg)]
+    if entry.reuse_output_type == "assets" and entry.assets_folder_name:
+        base = snap.repo.assets_dir(tenant_id)
+        target = base / entry.assets_folder_name
+        # a symlinked folder could still point elsewhere: compare resolved paths
+        if target.exists() and not target.resolve().is_relative_to(base.resolve()):
+            msg = f"{entry.assets_folder_name!r} leaves tenants/{tenant_id}/assets/outputs/"
+            return [problem(doc, (*loc, "assets_folder_name"), msg)]
+    return []
