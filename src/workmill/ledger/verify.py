@@ -74,6 +74,12 @@ def _ref(table: str, i: int, row: Row, key: str, t: LedgerTables) -> str:
 
 
 def check_ids_and_fields(t: LedgerTables) -> list[Violation]:
+    """Ids, then the fields of every transaction, item and redemption."""
+    return _check_ids(t) + _transaction_fields(t) + _item_fields(t) + _redemption_fields(t)
+
+
+def _check_ids(t: LedgerTables) -> list[Violation]:
+    """Every id well-formed and unique (ignoring case), also against stored history."""
     out: list[Violation] = []
     specs = (
         (bt.TRANSACTIONS, t.transactions, "transaction_id", ids.IdKind.TRANSACTION),
@@ -99,6 +105,12 @@ def check_ids_and_fields(t: LedgerTables) -> list[Violation]:
                     )
                 )
             seen.setdefault(f, i)
+    return out
+
+
+def _transaction_fields(t: LedgerTables) -> list[Violation]:
+    """Tenant id, type, integer amounts, ids and timestamp of each transaction."""
+    out: list[Violation] = []
     for i, row in enumerate(t.transactions):
         ref = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
         if ids.check(ids.IdKind.TENANT, row.get("tenant_id", "")):
@@ -128,6 +140,12 @@ def check_ids_and_fields(t: LedgerTables) -> list[Violation]:
                     "field", f"created_at {row.get('created_at')!r} is not a timestamp", (ref,)
                 )
             )
+    return out
+
+
+def _item_fields(t: LedgerTables) -> list[Violation]:
+    """Kind and integer amounts of each item."""
+    out: list[Violation] = []
     for i, row in enumerate(t.items):
         ref = _ref(bt.TRANSACTION_ITEMS, i, row, "transaction_item_id", t)
         if row.get("kind", "") not in ItemKind.__members__:
@@ -135,6 +153,12 @@ def check_ids_and_fields(t: LedgerTables) -> list[Violation]:
         for col in ("amount_credits", "line_no"):
             if _int(row.get(col)) is None:
                 out.append(Violation("field", f"{col} {row.get(col)!r} is not an integer", (ref,)))
+    return out
+
+
+def _redemption_fields(t: LedgerTables) -> list[Violation]:
+    """Event and non-negative amount of each redemption."""
+    out: list[Violation] = []
     for i, row in enumerate(t.redemptions):
         ref = _ref(bt.PROMOTION_REDEMPTIONS, i, row, "redemption_id", t)
         if row.get("event", "") not in RedemptionEvent.__members__:
@@ -297,44 +321,35 @@ def check_work_orders(t: LedgerTables) -> list[Violation]:
             (_ref(bt.TRANSACTIONS, i, row, "transaction_id", t), row)
         )
     for wo, rows in by_wo.items():
-        kinds = [r.get("type") for _, r in rows]
-        if not wo:
-            bad = [ref for ref, r in rows if r.get("type") in ("SPEND", "REFUND")]
-            if bad:
-                out.append(
-                    Violation("work-order", "SPEND/REFUND without a work_order_id", tuple(bad))
-                )
-            continue
-        refs = tuple(ref for ref, _ in rows)
-        spends = [r for _, r in rows if r.get("type") == "SPEND"]
-        refunds = [r for _, r in rows if r.get("type") == "REFUND"]
-        if len(spends) > 1:
-            out.append(
-                Violation(
-                    "work-order", f"work order {wo} has {len(spends)} SPEND transactions", refs
-                )
-            )
-        if len(refunds) > 1:
-            out.append(
-                Violation(
-                    "work-order", f"work order {wo} has {len(refunds)} REFUND transactions", refs
-                )
-            )
-        if refunds and not spends:
-            out.append(Violation("work-order", f"work order {wo} has a REFUND but no SPEND", refs))
-        if spends and refunds and kinds.index("REFUND") < kinds.index("SPEND"):
-            out.append(Violation("work-order", f"work order {wo}: REFUND before SPEND", refs))
-        if len({r.get("tenant_id") for _, r in rows}) > 1:
-            out.append(
-                Violation("work-order", f"work order {wo} is charged to more than one tenant", refs)
-            )
-        if spends and refunds:
-            s, r = _int(spends[0].get("amount_credits")), _int(refunds[0].get("amount_credits"))
-            if s is not None and r is not None and r > -s:
-                out.append(
-                    Violation("work-order", f"work order {wo}: REFUND {r} exceeds SPEND {-s}", refs)
-                )
+        out += _work_order_violations(wo, rows)
     return out
+
+
+def _work_order_violations(wo: str, rows: list[tuple[str, Row]]) -> list[Violation]:
+    """One work order's transactions: the SPEND/REFUND pairing rules."""
+    if not wo:
+        bad = tuple(ref for ref, r in rows if r.get("type") in ("SPEND", "REFUND"))
+        return [Violation("work-order", "SPEND/REFUND without a work_order_id", bad)] if bad else []
+    kinds = [r.get("type") for _, r in rows]
+    refs = tuple(ref for ref, _ in rows)
+    spends = [r for _, r in rows if r.get("type") == "SPEND"]
+    refunds = [r for _, r in rows if r.get("type") == "REFUND"]
+    found: list[str] = []
+    if len(spends) > 1:
+        found.append(f"work order {wo} has {len(spends)} SPEND transactions")
+    if len(refunds) > 1:
+        found.append(f"work order {wo} has {len(refunds)} REFUND transactions")
+    if refunds and not spends:
+        found.append(f"work order {wo} has a REFUND but no SPEND")
+    if spends and refunds and kinds.index("REFUND") < kinds.index("SPEND"):
+        found.append(f"work order {wo}: REFUND before SPEND")
+    if len({r.get("tenant_id") for _, r in rows}) > 1:
+        found.append(f"work order {wo} is charged to more than one tenant")
+    if spends and refunds:
+        s, r = _int(spends[0].get("amount_credits")), _int(refunds[0].get("amount_credits"))
+        if s is not None and r is not None and r > -s:
+            found.append(f"work order {wo}: REFUND {r} exceeds SPEND {-s}")
+    return [Violation("work-order", message, refs) for message in found]
 
 
 def check_redemptions(t: LedgerTables) -> list[Violation]:
