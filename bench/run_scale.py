@@ -51,7 +51,7 @@ def _index_line(wo: str, source: str, line: str) -> str:
     return f"{wo},{source},{','.join(values + [''] * (WIDTH - len(values)))}\n"
 
 
-def build_history(root: Path, n: int) -> BillingStore:
+def build_history(root: Path, n: int) -> BillingStore:  # noqa: C901, PLR0915 - one generator loop
     """Billing state with ``n`` historical transactions (≈0.3·n work orders)."""
     repo = PlatformRepo.open(root)
     store = open_billing_store(repo)
