@@ -5,9 +5,10 @@ Plain dicts (JSON-ready): the CLI prints them as tables or with ``--json``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from workmill.errors import SpecError
+from workmill.errors import NotFound, SpecError
 from workmill.params import load_params_schema, resolve_params
 from workmill.reasons import CATALOG_FILE, ReasonCatalog
 from workmill.repo import MAINTENANCE_DIR, PlatformRepo
@@ -31,14 +32,17 @@ def _table(repo: PlatformRepo, name: str) -> dict[str, dict[str, str]] | None:
     return {r[key]: r for r in rows}
 
 
-def _deps_closure(repo: PlatformRepo, roots: list[str]) -> dict[str, list[str]]:
+def deps_closure(repo: PlatformRepo, roots: Sequence[str]) -> dict[str, list[str]]:
+    """Every module ``roots`` need, with its direct dependencies (a missing one: NotFound)."""
     deps: dict[str, list[str]] = {}
     work = list(roots)
     while work:
         m = work.pop()
         if m in deps:
             continue
-        deps[m] = repo.module(m).deps
+        if not (repo.module_dir(m) / "module.yml").is_file():
+            raise NotFound(f"modules/{m}/module.yml: module not found")
+        deps[m] = list(repo.module(m).deps)
         work += deps[m]
     return deps
 
@@ -105,7 +109,7 @@ def _reason_codes(repo: PlatformRepo, module_id: str) -> list[dict[str, Any]]:
 
 def inspect_module(repo: PlatformRepo, module_id: str) -> dict[str, Any]:
     spec = repo.module(module_id)
-    deps = _deps_closure(repo, [module_id])
+    deps = deps_closure(repo, [module_id])
     needed = transitive_deps(module_id, deps)
     try:
         order = topological_order([*needed, module_id], deps)

@@ -18,6 +18,7 @@ from typing import Any
 
 from workmill import ids
 from workmill.errors import NotFound
+from workmill.inspection import deps_closure
 from workmill.reasons import CATALOG_FILE, ReasonCatalog
 from workmill.repo import PlatformRepo
 from workmill.runner import ModuleRunRequest, run_module
@@ -69,21 +70,6 @@ class SmokeReport:
             "runtime_dir": str(self.runtime_dir),
             "modules": [r.to_dict() for r in self.rows],
         }
-
-
-def _closure(repo: PlatformRepo, roots: Sequence[str]) -> dict[str, list[str]]:
-    """Every module ``roots`` need, with its direct dependencies."""
-    deps: dict[str, list[str]] = {}
-    work = list(roots)
-    while work:
-        m = work.pop()
-        if m in deps:
-            continue
-        if not (repo.module_dir(m) / "module.yml").is_file():
-            raise NotFound(f"modules/{m}/module.yml: module not found")
-        deps[m] = list(repo.module(m).deps)
-        work += deps[m]
-    return deps
 
 
 def _stage_inputs(root: Path, module_id: str, deps: list[str]) -> Path:
@@ -181,7 +167,7 @@ def smoke(
     for m in roots:
         if msg := ids.check(ids.IdKind.MODULE, m):
             raise NotFound(f"{m}: {msg}")
-    deps = _closure(repo, roots)
+    deps = deps_closure(repo, roots)
     order = topological_order(sorted(deps), deps)
     runtime = (runtime_dir or repo.root / "runtime").resolve()
     smoker = _Smoker(repo, runtime, deps, set(roots))
