@@ -164,11 +164,12 @@ class _Book:
         self.running[pool.submit(self.sched.run, job)] = job
 
     def start_ready(self, pool: ThreadPoolExecutor) -> None:
-        """Start ready jobs in listed order, up to ``max_parallel`` at once."""
+        """Start ready jobs in listed order, up to ``max_parallel`` at once and within each
+        job's pool cap (a tenant's max_parallel_modules)."""
         for job in list(self.pending):
             if len(self.running) >= self.sched.max_parallel or self.sched.cancel.is_set():
                 break
-            if self._ready(job):
+            if self._ready(job) and self.sched._has_room(job, list(self.running.values())):
                 self._submit(pool, job)
 
     def unstick(self, pool: ThreadPoolExecutor) -> None:
