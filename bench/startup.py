@@ -115,20 +115,31 @@ def bench_one(runs: int, tmp: Path) -> None:
     report("one module, whole process", m, "bash step alone", "workmill run ≤ 150 ms")
 
 
+def against_floor(
+    runs: int, template: Path, floor: tuple[str, str], name: str, title: str, aim: str
+) -> None:
+    """A whole ``workmill run`` of ``template`` against a shell command doing the same work."""
+    floor_name, floor_cmd = floor
+    m = paired(
+        runs,
+        {
+            floor_name: lambda: timed([floor_cmd], shell=True),
+            name: run_on_fresh_copy(template, template.with_name(template.name + "-runs")),
+        },
+    )
+    report(title, m, floor_name, aim)
+
+
 def bench_fib(runs: int, tmp: Path) -> None:
     template = tmp / "fib"
     make_repo(template, chain(40, FIB), work_orders=1, max_parallel=1)
     out = tmp / "fib-out"
     out.mkdir()
     loop = f"for i in $(seq 40); do WM_OUTPUTS_DIR={out} bash -c {_quote(FIB)}; done"
-    m = paired(
-        runs,
-        {
-            "40 python3 processes (bash loop)": lambda: timed([loop], shell=True),
-            "workmill run (40 chained fib)": run_on_fresh_copy(template, tmp / "fib-runs"),
-        },
+    floor = ("40 python3 processes (bash loop)", loop)
+    against_floor(
+        runs, template, floor, "workmill run (40 chained fib)", "40 × fib(10) chain", "≤ 1.4×"
     )
-    report("40 × fib(10) chain", m, "40 python3 processes (bash loop)", "≤ 1.4× the floor")
 
 
 def bench_fanout(runs: int, tmp: Path) -> None:
@@ -140,14 +151,9 @@ def bench_fanout(runs: int, tmp: Path) -> None:
         f"seq 200 | WM_OUTPUTS_DIR={out} xargs -P2 -I{{}} "
         f"bash --noprofile --norc -c {_quote(TRIVIAL)}"
     )
-    m = paired(
-        runs,
-        {
-            "xargs -P2 (200 bash steps)": lambda: timed([xargs], shell=True),
-            "workmill run (200 independent)": run_on_fresh_copy(template, tmp / "fan-runs"),
-        },
-    )
-    report("fan-out, 200 independent, 2 workers", m, "xargs -P2 (200 bash steps)", "≤ 2×")
+    floor = ("xargs -P2 (200 bash steps)", xargs)
+    title = "fan-out, 200 independent, 2 workers"
+    against_floor(runs, template, floor, "workmill run (200 independent)", title, "≤ 2×")
 
 
 def _quote(s: str) -> str:

@@ -27,6 +27,7 @@ from workmill.sandbox._envpolicy import is_credential_name
 PR_SET_DUMPABLE = 4
 _lock = threading.Lock()
 _done: set[str] = set()
+_undumpable: list[bool] = []  # non-empty once PR_SET_DUMPABLE 0 was set
 
 
 def _env_block() -> tuple[int, int] | None:
@@ -57,9 +58,11 @@ def scrub_own_secrets() -> list[str]:
     """Hide workmill's credentials from same-user processes; the names scrubbed."""
     names = {k for k in os.environ if is_credential_name(k)}
     with _lock:
+        if not _undumpable:  # once per process: the flag stays set until exec
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+            _undumpable.append(True)
         todo = names - _done
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         if not todo:
             return sorted(names)
         for name in todo:  # libc's environ points into the block: give it live copies first
