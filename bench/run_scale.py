@@ -43,6 +43,7 @@ from workmill.tables import parse_table, render_table  # noqa: E402
 
 HIST_TENANTS = [f"H{i:05d}" for i in range(1000)]
 WIDTH = len(wi.VALUE_COLUMNS)
+DIGEST = "0" * 64  # the module folder digest a history run recorded (module_runs_log)
 
 
 def _index_line(wo: str, source: str, line: str) -> str:
@@ -108,7 +109,7 @@ def build_history(root: Path, n: int) -> BillingStore:  # noqa: C901, PLR0915 - 
             items.append(f"i{rf[1:]},{rf},1,MODULE_REFUND,001,GEN,,{run},10,\n")
             by_month[bt.WORKORDERS_LOG][month].extend(rows["log"])
             by_month[bt.MODULE_RUNS_LOG][month].append(
-                f"{run},{wo},{tenant},001,1.0.0,FAILED,X,new,false,false,{at},{at},5,\n"
+                f"{run},{wo},{tenant},001,1.0.0,FAILED,X,new,false,false,{at},{at},5,,{DIGEST}\n"
             )
             index = buckets[WORKORDER_INDEX].setdefault(wi.bucket(wo), [])
             for source in ("log", "tx", "item"):
