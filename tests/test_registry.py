@@ -277,3 +277,138 @@ def test_pack__same_module_version_always_same_bytes(tmp_path):
     assert names == sorted(names)
     members = check_members(first, "t")
     assert {m.path for m in members} >= {"module.yml", "action.yml", "src/main.py"}
+
+
+# ------------------------------------------------------------------ rollback and freshness
+
+
+def _names(cli, con: Path, where: list[str]) -> list[str]:
+    found = json.loads(_ok(cli("registry", "search", "--json", *where, cwd=con)))
+    return [m["name"] for m in found]
+
+
+def _two_revisions(cli, pub: Path, con: Path, key: Path, where: list[str]) -> None:
+    """Revision 1 (008) read by the consumer, then revision 2 (008 and 001) read too."""
+    _ok(cli("registry", "publish", "008", "--key", str(key), *where, cwd=pub))
+    assert _names(cli, con, where) == ["demand-forecast"]
+    _ok(cli("registry", "publish", "001", "--key", str(key), *where, cwd=pub))
+    assert _names(cli, con, where) == ["demand-forecast", "ingest-sales"]
+
+
+def _rollback_refused(cli, con: Path, where: list[str], *forget: str) -> None:
+    """Revision 1 served again: every read refuses it until the record is forgotten."""
+    for args in (("search",), ("versions", "demand-forecast"), ("show", "demand-forecast")):
+        _refused(
+            cli("registry", *args, *where, cwd=con),
+            "index revision 1",
+            "older than revision 2",
+            f"workmill registry forget{''.join(' ' + a for a in forget)}",
+        )
+    _refused(_install_from(cli, con, where), "older than revision 2")
+    _nothing_unpacked(con)
+    out = _ok(cli("registry", "forget", *forget, cwd=con))
+    assert out.startswith("forgot revision 2 (signed ")
+    assert _names(cli, con, where) == ["demand-forecast"]  # deliberately accepted again
+    assert _ok(cli("registry", "forget", *forget, cwd=con)).startswith("forgot revision 1")
+    assert _ok(cli("registry", "forget", *forget, cwd=con)).startswith("nothing remembered")
+
+
+def _install_from(cli, con: Path, where: list[str]):
+    return cli("registry", "install", "demand-forecast@1.0.0", "--category-id", "03", *where,
+               cwd=con)  # fmt: skip
+
+
+def test_registry__rollback_to_an_older_signed_index_refused_directory(cli, two_repos, tmp_path):
+    pub, con, key = two_repos
+    reg = tmp_path / "reg"
+    where = ["--registry", str(reg)]
+    _ok(cli("registry", "publish", "008", "--key", str(key), *where, cwd=pub))
+    assert _names(cli, con, where) == ["demand-forecast"]
+    old = {n: (reg / n).read_bytes() for n in ("index.json", "index.json.sig")}
+    _ok(cli("registry", "publish", "001", "--key", str(key), *where, cwd=pub))
+    assert _names(cli, con, where) == ["demand-forecast", "ingest-sales"]
+    newer = {n: (reg / n).read_bytes() for n in old}
+    # the record lives in the repo's local state (.workmill/registry/)
+    records = list((con / ".workmill" / "registry").glob("*.json"))
+    assert len(records) == 1 and json.loads(records[0].read_text())["revision"] == 2
+    for name, body in old.items():  # a validly signed, older index served again
+        (reg / name).write_bytes(body)
+    _rollback_refused(cli, con, where, "--registry", str(reg))
+    for name, body in newer.items():
+        (reg / name).write_bytes(body)
+    assert _names(cli, con, where) == ["demand-forecast", "ingest-sales"]
+    # another index signed under the same revision 2 (one revision, two contents): refused
+    forked = Index.model_validate_json(newer["index.json"]).model_copy(
+        update={"updated_at": "2026-11-23T13:00:00Z"}
+    )
+    body = forked.to_bytes()
+    (reg / "index.json").write_bytes(body)
+    (reg / "index.json.sig").write_bytes(sign_index(body, signing.load_private_key(key)))
+    _refused(cli("registry", "search", *where, cwd=con), "two different indexes")
+
+
+def test_registry__rollback_refused_through_the_local_store_release(cli, two_repos, tmp_path):
+    pub, con, key = two_repos
+    shared = tmp_path / "shared-store"
+    for repo in (pub, con):
+        text = (repo / "workmill.yml").read_text()
+        text = "\n".join(x for x in text.splitlines() if not x.startswith("local_store_dir:"))
+        (repo / "workmill.yml").write_text(f"{text}\nlocal_store_dir: {shared}\n")
+    _two_revisions(cli, pub, con, key, [])
+    for suffix in ("", ".sig"):  # the newest revision withheld: the older one is served
+        (shared / "registry-v1" / f"index-r000000002.json{suffix}").unlink()
+    _rollback_refused(cli, con, [])
+
+
+def test_registry__rollback_refused_through_fake_github(cli, two_repos):
+    pub, con, key = two_repos
+    with FakeGithub() as fake:
+        for repo in (pub, con):
+            text = (repo / "workmill.yml").read_text()
+            text = "\n".join(
+                x for x in text.splitlines() if not x.startswith(("store:", "cache_backend:"))
+            )
+            (repo / "workmill.yml").write_text(text + "\n" + github_workmill_yml(fake.url))
+        run = lambda *a, cwd: cli(*a, cwd=cwd, env={"GH_TOKEN": TOKEN})  # noqa: E731
+        _two_revisions(run, pub, con, key, [])
+        with fake.lock:  # the release now serves revision 1 as its newest index
+            for aid in [
+                i for i, a in fake.assets.items() if a["name"].startswith("index-r000000002")
+            ]:
+                del fake.assets[aid]
+        _rollback_refused(run, con, [])
+        assert fake.violations == []
+
+
+def test_registry__an_index_without_revision_or_time_refused(cli, published):
+    con, reg, key = published
+    data = json.loads((reg / "index.json").read_bytes())
+    for field, value in (("revision", 0), ("updated_at", "")):
+        body = Index.model_validate({**data, field: value}).to_bytes()
+        (reg / "index.json").write_bytes(body)
+        (reg / "index.json.sig").write_bytes(sign_index(body, signing.load_private_key(key)))
+        _refused(_install(cli, con, reg), "no revision or no updated_at")
+    _nothing_unpacked(con)
+
+
+def test_registry__install_refuses_a_module_id_taken_by_another_module(cli, published):
+    from workmill.digest import module_digest
+
+    con, reg, _ = published
+    ids = con / "maintenance-state" / "ids" / "module_registry.csv"
+    before = ids.read_bytes()
+    ours = con / "modules" / "008"
+    shutil.copytree(EXAMPLES / "modules" / "001", ours)
+    digest = module_digest(ours)
+    _refused(
+        _install(cli, con, reg),
+        "demand-forecast@1.0.0 is published as module 008",
+        "modules/008 already holds a different module ('Ingest sales')",
+    )
+    assert module_digest(ours) == digest and ids.read_bytes() == before
+    shutil.rmtree(ours)
+    # no folder, but the id is registered to another module (e.g. one retired here)
+    ids.write_bytes(before + b"008,03,Old scorer,retired,\n")
+    _refused(_install(cli, con, reg), "module_registry.csv already registers 008 ('Old scorer'")
+    assert ids.read_bytes().endswith(b"008,03,Old scorer,retired,\n")
+    assert not ours.exists()

@@ -33,7 +33,8 @@ def _index(app: AppContext, registry_dir: Path | None, public_key: Path | None):
     from workmill import registry
 
     storage = registry.open_registry(app.repo, registry_dir)
-    return storage, registry.load_index(storage, registry.consumer_key(app.repo, public_key))
+    key = registry.consumer_key(app.repo, public_key)
+    return storage, registry.load_index(storage, key, registry.index_memory(app.repo, storage))
 
 
 @click.group("registry", context_settings=CONTEXT_SETTINGS)
@@ -166,7 +167,8 @@ def install_cmd(app, ref, category_id, registry_dir, public_key) -> None:
     name, version = registry.parse_ref(ref, need_version=True)
     storage = registry.open_registry(app.repo, registry_dir)
     key = registry.consumer_key(app.repo, public_key)
-    done = registry.install(app.repo, storage, key, name, version or "", category_id)
+    memory = registry.index_memory(app.repo, storage)
+    done = registry.install(app.repo, storage, key, name, version or "", category_id, memory)
     click.echo(
         f"installed {done.name}@{done.version} as modules/{done.module_id} "
         f"(pinned {done.digest[:12]}…); next: workmill maintenance"
@@ -197,12 +199,45 @@ def publish_cmd(app, module_id, key_path, name, keywords, registry_dir) -> None:
 
     key = signing.load_private_key(key_path)
     storage = registry.open_registry(app.repo, registry_dir)
-    out = registry.publish(app.repo, storage, module_id, key, name=name, keywords=keywords)
+    memory = registry.index_memory(app.repo, storage)
+    out = registry.publish(
+        app.repo, storage, module_id, key, name=name, keywords=keywords, memory=memory
+    )
     what = "already published" if out.already else "published"
     click.echo(
         f"{what} {out.name}@{out.version} ({out.entry.size_bytes} B, sha256 {out.entry.sha256}) "
         f"to {storage.where}"
     )
+
+
+@registry_group.command("forget", context_settings=CONTEXT_SETTINGS)
+@_registry_option
+@pass_app
+def forget_cmd(app, registry_dir) -> None:
+    """Forget the newest index revision accepted from the registry, so that the next
+    index read is trusted as new (after a registry was deliberately rebuilt or moved).
+
+    Every read remembers the revision of the signed index it accepted, in
+    .workmill/registry/, and refuses an older one afterwards (a rollback could hide
+    newer versions). Forget only a registry you know was reset on purpose.
+
+    Example:
+
+        workmill registry forget --registry /srv/registry
+    """
+    from workmill import registry
+
+    storage = registry.open_registry(app.repo, registry_dir)
+    existed, seen = registry.index_memory(app.repo, storage).forget()
+    if not existed:
+        click.echo(f"nothing remembered for {storage.where}")
+    elif seen is None:
+        click.echo(f"cleared the unreadable record of {storage.where}")
+    else:
+        click.echo(
+            f"forgot revision {seen.revision} (signed {seen.updated_at}) of {storage.where}; "
+            "the next index read is accepted as new"
+        )
 
 
 COMMANDS = [registry_group]

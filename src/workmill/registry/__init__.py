@@ -6,6 +6,7 @@ from workmill.registry._api import (
     Published,
     consumer_key,
     fetch_verified,
+    index_memory,
     install,
     load_index,
     open_registry,
@@ -17,22 +18,26 @@ from workmill.registry._api import (
 )
 from workmill.registry._archive import ArchiveRefused, check_members, pack
 from workmill.registry._index import Index, ModuleEntry, RegistryRefused, VersionEntry
+from workmill.registry._seen import IndexMemory, Seen
 from workmill.registry._storage import DirectoryRegistry, RegistryStorage, ReleaseRegistry
 
 __all__ = [
     "ArchiveRefused",
     "DirectoryRegistry",
     "Index",
+    "IndexMemory",
     "Installed",
     "ModuleEntry",
     "Published",
     "RegistryRefused",
     "RegistryStorage",
     "ReleaseRegistry",
+    "Seen",
     "VersionEntry",
     "check_members",
     "consumer_key",
     "fetch_verified",
+    "index_memory",
     "install",
     "load_index",
     "open_registry",

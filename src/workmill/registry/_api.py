@@ -33,6 +33,7 @@ from workmill.registry._index import (
     sign_index,
     verify_index,
 )
+from workmill.registry._seen import IndexMemory
 from workmill.registry._storage import DirectoryRegistry, RegistryStorage, ReleaseRegistry
 from workmill.specs import ModuleSpec, load_spec
 from workmill.tables import header_with_extras, parse_table, render_table
@@ -44,7 +45,17 @@ def open_registry(repo, directory: Path | None) -> RegistryStorage:
         return DirectoryRegistry(directory)
     from workmill.backends import open_release_store
 
-    return ReleaseRegistry(open_release_store(repo), repo.config.registry_tag)
+    store = open_release_store(repo)
+    if repo.config.store == "local":
+        where = f"local store {repo.local_store_dir.resolve()}"
+    else:
+        where = f"github {repo.config.github.api_url} {getattr(store, 'repository', '')}"
+    return ReleaseRegistry(store, repo.config.registry_tag, where)
+
+
+def index_memory(repo, storage: RegistryStorage) -> IndexMemory:
+    """This repo's record of the newest index it accepted from ``storage``."""
+    return IndexMemory(repo.root, storage.identity, storage.reset_command)
 
 
 def consumer_key(repo, override: Path | None = None) -> Any:
@@ -58,13 +69,25 @@ def consumer_key(repo, override: Path | None = None) -> Any:
     return signing.load_public_key(path)
 
 
-def load_index(storage: RegistryStorage, public_key: Any) -> Index:
+def load_index(
+    storage: RegistryStorage, public_key: Any, memory: IndexMemory | None = None
+) -> Index:
+    """The verified index; with ``memory``, refused when older than one accepted before."""
     data, sig = storage.read_index()
     if data is None:
         if sig is not None:
             raise RegistryRefused(f"{storage.where}: a signature without an index; refused")
+        if memory is not None and (seen := memory.read()) is not None:
+            raise RegistryRefused(
+                f"{storage.where}: the registry is empty, but revision {seen.revision} was "
+                f"accepted here; refused (if it was deliberately emptied: "
+                f"{memory.reset_command})"
+            )
         return Index()
-    return verify_index(data, sig, public_key, storage.where)
+    index = verify_index(data, sig, public_key, storage.where)
+    if memory is not None:
+        memory.accept(index, data, storage.where)
+    return index
 
 
 def registry_name(title: str) -> str:
@@ -133,6 +156,7 @@ def publish(
     *,
     name: str | None = None,
     keywords: tuple[str, ...] = (),
+    memory: IndexMemory | None = None,
 ) -> Published:
     """Validate, pack, upload the archive, then sign and publish a new index revision."""
     from workmill.validate import validate_repo
@@ -159,7 +183,7 @@ def publish(
     own_key = private_key.public_key()
     with storage.lock():
         for _attempt in range(5):
-            index = load_index(storage, own_key)
+            index = load_index(storage, own_key, memory)
             old = index.modules.get(name)
             have = old.versions.get(spec.version) if old else None
             if have is not None:
@@ -246,14 +270,36 @@ def _register(repo, module_id: str, title: str, category_id: str, digest: str) -
     atomic_write_bytes(path, render_table(header, rows))
 
 
-def _check_target(repo, module_id: str, digest: str) -> bool:
-    """True when the same module is already installed; refuses a different one."""
-    target = repo.module_dir(module_id)
-    if not target.exists():
-        return False
-    if target.is_dir() and module_digest(target) == digest:
-        return True
-    raise UsageError(f"modules/{module_id} already exists with other content; refusing to replace")
+def _check_target(repo, v: VersionEntry, ref: str) -> bool:
+    """True when this very module is already installed; refuses an id taken by another.
+
+    The published module id is kept as it is (ids are never reused), so a local module,
+    or a registry row, under that id with other content means a different module."""
+    mid = v.module_id
+    target = repo.module_dir(mid)
+    taken = f"{ref} is published as module {mid}, but"
+    if target.exists():
+        if target.is_dir() and module_digest(target) == v.module_digest:
+            return True
+        raise WorkmillError(  # exit 1: the repo's state, not the command line
+            f"{taken} modules/{mid} already holds a different module{_title_of(target)}; "
+            "refused, nothing was changed"
+        )
+    row = _module_row(repo, mid)
+    if row and row.get("digest", "") != v.module_digest:
+        raise WorkmillError(
+            f"{taken} maintenance-state/ids/module_registry.csv already registers {mid} "
+            f"({row.get('name', '')!r}, status {row.get('status', '')}) with another digest; "
+            "refused, nothing was changed"
+        )
+    return False
+
+
+def _title_of(folder: Path) -> str:
+    try:
+        return f" ({load_spec(folder / 'module.yml', ModuleSpec, 'module.yml').name!r})"
+    except (WorkmillError, OSError):
+        return ""
 
 
 def install(
@@ -263,8 +309,9 @@ def install(
     name: str,
     version: str,
     category_id: str | None = None,
+    memory: IndexMemory | None = None,
 ) -> Installed:
-    index = load_index(storage, public_key)
+    index = load_index(storage, public_key, memory)
     v = index.version(name, version)
     entry = index.entry(name)
     data = fetch_verified(storage, index, name, version)
@@ -272,7 +319,7 @@ def install(
     category = category_id or v.category_id
     _check_category(repo, category)
     title = entry.title or name
-    if not _check_target(repo, v.module_id, v.module_digest):
+    if not _check_target(repo, v, f"{name}@{version}"):
         repo.modules_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=repo.modules_dir))
         try:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from workmill import signing
+from workmill import clock, signing
 from workmill.errors import WorkmillError
 
 FORMAT = "workmill-registry-index-v1"
@@ -91,10 +91,24 @@ def verify_index(data: bytes, sig: bytes | None, public_key: Any, where: str) ->
             "(tampered index or wrong key); refused"
         )
     try:
-        return Index.model_validate_json(data)
+        index = Index.model_validate_json(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise RegistryRefused(
             f"{where}: signed index is malformed at {loc}: {err['msg']}"
         ) from None
+    if index.revision < 1 or not _is_timestamp(index.updated_at):
+        # the revision and the signing time are what freshness checks compare (_seen.py)
+        raise RegistryRefused(
+            f"{where}: signed index has no revision or no updated_at time; refused"
+        )
+    return index
+
+
+def _is_timestamp(value: str) -> bool:
+    try:
+        clock.parse_iso(value)
+    except WorkmillError:
+        return False
+    return bool(value)

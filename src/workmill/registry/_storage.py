@@ -28,7 +28,9 @@ KEEP_INDEX_REVISIONS = 5
 
 
 class RegistryStorage(ABC):
-    where: str
+    where: str  # for messages
+    identity: str  # names this registry in the consumer's memory (_seen.py)
+    reset_command: str  # the command that clears that memory
 
     @abstractmethod
     def read_index(self) -> tuple[bytes | None, bytes | None]:
@@ -55,6 +57,8 @@ class DirectoryRegistry(RegistryStorage):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.where = str(root)
+        self.identity = f"directory {root.resolve()}"
+        self.reset_command = f"workmill registry forget --registry {root}"
 
     def read_index(self) -> tuple[bytes | None, bytes | None]:
         idx, sig = self.root / INDEX, self.root / (INDEX + SIG_SUFFIX)
@@ -88,9 +92,11 @@ class DirectoryRegistry(RegistryStorage):
 
 
 class ReleaseRegistry(RegistryStorage):
-    def __init__(self, store: ReleaseStore, tag: str) -> None:
+    def __init__(self, store: ReleaseStore, tag: str, store_identity: str = "") -> None:
         self.store, self.tag = store, tag
         self.where = f"release {tag}"
+        self.identity = f"{store_identity or type(store).__name__} release {tag}"
+        self.reset_command = "workmill registry forget"
 
     def _revisions(self) -> tuple[list[int], set[str]]:
         if not self.store.tag_exists(self.tag):
