@@ -11,9 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-
 from workmill.errors import Problem, SpecError
 from workmill.specs import ActionSpec
 
@@ -35,6 +32,9 @@ def load_params_schema(module_dir: Path) -> dict[str, Any] | None:
         raise SpecError.at(name, f"not valid JSON: {exc}") from exc
     if not isinstance(schema, dict):
         raise SpecError.at(name, "a JSON Schema must be an object")
+    import jsonschema  # here: a module without a params schema never loads it
+    from jsonschema.exceptions import SchemaError
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
@@ -44,6 +44,8 @@ def load_params_schema(module_dir: Path) -> dict[str, Any] | None:
 
 def schema_errors(schema: dict[str, Any], params: dict[str, Any]) -> list[str]:
     """Every way ``params`` fails ``schema``, as 'field: message' strings (sorted)."""
+    import jsonschema
+
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
     out = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,30 @@ def echo_err(message: str) -> None:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def is_terminal(stderr: bool = False) -> bool:
+    """rich's answer to "is stdout (stderr) a terminal?" without loading rich for a pipe:
+    rich says yes only for a tty or when FORCE_COLOR / TTY_INTERACTIVE ask it to."""
+    stream = sys.stderr if stderr else sys.stdout
+    if not (stream.isatty() or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_INTERACTIVE")):
+        return False
+    from rich.console import Console
+
+    return Console(stderr=stderr).is_terminal
+
+
+class PlainConsole:
+    """The part of rich's Console that summaries use, for output that is not a terminal:
+    each text printed as it is, one ``click.echo``, so a piped run never loads rich."""
+
+    def print(self, text: str = "", **_: Any) -> None:
+        click.echo(text)
+
+
+def summary_console() -> Console | PlainConsole:
+    """A rich console for a terminal, plain lines for a pipe or a CI log."""
+    return make_console() if is_terminal() else PlainConsole()
 
 
 def reason_catalog(app: AppContext) -> ReasonCatalog:

@@ -5,22 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
-from workmill.artifacts.manifest import ReleaseManifest
-from workmill.artifacts.naming import manifest_name
 from workmill.backends import open_billing_store
 from workmill.cli._common import (
     AppContext,
+    PlainConsole,
     echo_err,
     echo_json,
     id_check,
+    is_terminal,
     json_option,
     make_console,
     pass_app,
     runtime_dir_option,
+    summary_console,
 )
 from workmill.errors import NotFound, UsageError, WorkmillError
 from workmill.orchestrator import (
@@ -42,10 +43,14 @@ from workmill.orchestrator.progress import (
     reason_label,
     skipped_line,
     summary_table,
+    summary_text,
     touched,
     with_reason_names,
 )
 from workmill.specs import RELEASE_TAG
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _filters(f):
@@ -65,7 +70,7 @@ def _filters(f):
 
 
 def _ctx(app: AppContext, runtime_dir, as_json: bool, **opts) -> RunContext:
-    show = not as_json and Console(stderr=True).is_terminal
+    show = not as_json and is_terminal(stderr=True)
     return RunContext(
         app.repo,
         RunOptions(runtime_dir=runtime_dir, **opts),
@@ -119,16 +124,20 @@ def _print(result: RunResult, as_json: bool, ctx: RunContext) -> None:
         for w in ctx.reporter.warnings:  # stdout stays JSON; a warning is still said
             click.echo(f"warning: {w}", err=True)
         return
-    _print_summary(rows, make_console())
+    console = summary_console()
+    _print_summary(rows, console)
+    plain = isinstance(console, PlainConsole)
     for w in ctx.reporter.warnings:
-        make_console().print(f"[yellow]warning:[/] {w}")
+        console.print(f"warning: {w}" if plain else f"[yellow]warning:[/] {w}")
 
 
-def _print_summary(rows: list[dict], console: Console) -> None:
+def _print_summary(rows: list[dict], console: Console | PlainConsole) -> None:
     """The table of work orders this run touched, why any was refused or failed (with the
     log to read), and a count of those it did not run."""
     shown = touched(rows)
-    if shown:
+    if shown and isinstance(console, PlainConsole):
+        console.print(summary_text(shown))
+    elif shown:
         console.print(summary_table(shown))
     elif not rows:
         console.print("no work orders to process")
@@ -343,6 +352,9 @@ def release_group() -> None:
 
 
 def _release_info(store, tag: str) -> dict:
+    from workmill.artifacts.manifest import ReleaseManifest
+    from workmill.artifacts.naming import manifest_name
+
     m = RELEASE_TAG.fullmatch(tag)
     assets = store.list_assets(tag)
     name = manifest_name(m.group(1), m.group(2)) if m else ""
@@ -406,6 +418,9 @@ def release_download(app: AppContext, tag: str, dest: Path):
 
         workmill release download wo-Ab12Cd-Qw3Er5Ty --dir out/
     """
+    from workmill.artifacts.manifest import ReleaseManifest
+    from workmill.artifacts.naming import manifest_name
+
     m = RELEASE_TAG.fullmatch(tag)
     if not m:
         raise UsageError(f"TAG: {tag!r} is not a work-order release tag wo-<tenant>-<wo>")
@@ -484,7 +499,7 @@ def demo_cmd(target: Path | None, as_json: bool):
     """
     from workmill.orchestrator.demo import run_demo
 
-    show = not as_json and Console(stderr=True).is_terminal
+    show = not as_json and is_terminal(stderr=True)
     out = run_demo(target, LiveReporter() if show else Reporter())
     ctx = RunContext(out.repo, RunOptions())
     rows = _rows(out.result, ctx)

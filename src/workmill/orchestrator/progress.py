@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+if TYPE_CHECKING:  # rich is imported where a bar or table is drawn: a piped run need not load it
+    from rich.console import Console
+    from rich.table import Table
 
 
 class Reporter:
@@ -35,6 +35,15 @@ class LiveReporter(Reporter):
     """A rich progress bar on stderr: modules done / running / failed."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         super().__init__()
         self.console = console or Console(stderr=True)
         self.counts: Counter[str] = Counter()
@@ -122,28 +131,56 @@ def skipped_line(rows: list[dict[str, Any]]) -> str:
     return f"{sum(counts.values())} work order(s) not run: {', '.join(parts)}"
 
 
+SUMMARY_COLUMNS = ("work order", "tenant", "status", "reason", "spend", "refund", "module time")
+_RIGHT = {"spend", "refund", "module time"}
+_STYLE = {
+    "COMPLETED": "green",
+    "PARTIALLY_COMPLETED": "yellow",
+    "FAILED": "red",
+    "REJECTED": "magenta",
+    "SKIPPED": "dim",
+}
+
+
+def summary_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    """One summary row's cells, in ``SUMMARY_COLUMNS`` order."""
+    dur = r.get("duration_ms")
+    return (
+        r["work_order_id"],
+        r["tenant_id"],
+        r["status"],
+        reason_label(r),
+        "" if r.get("spend_credits") is None else str(r["spend_credits"]),
+        "" if r.get("refund_credits") is None else str(r["refund_credits"]),
+        "" if dur is None else f"{dur / 1000:.2f}s",
+    )
+
+
 def summary_table(rows: list[dict[str, Any]]) -> Table:
+    """The summary as a rich table, for a terminal."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="workmill run", show_lines=False)
-    for col in ("work order", "tenant", "status", "reason", "spend", "refund", "module time"):
-        right = col in {"spend", "refund", "module time"}
-        table.add_column(col, justify="right" if right else "left", no_wrap=col != "reason")
-    style = {
-        "COMPLETED": "green",
-        "PARTIALLY_COMPLETED": "yellow",
-        "FAILED": "red",
-        "REJECTED": "magenta",
-        "SKIPPED": "dim",
-    }
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="right" if col in _RIGHT else "left", no_wrap=col != "reason")
     for r in rows:
-        st = r["status"]
-        dur = r.get("duration_ms")
+        cells = list(summary_cells(r))
         table.add_row(
-            r["work_order_id"],
-            r["tenant_id"],
-            f"[{style.get(st, 'white')}]{st}[/]",
-            reason_label(r),
-            "" if r.get("spend_credits") is None else str(r["spend_credits"]),
-            "" if r.get("refund_credits") is None else str(r["refund_credits"]),
-            "" if dur is None else f"{dur / 1000:.2f}s",
+            *cells[:2], Text(cells[2], style=_STYLE.get(r["status"], "white")), *cells[3:]
         )
     return table
+
+
+def summary_text(rows: list[dict[str, Any]]) -> str:
+    """The summary as plain aligned columns, for a pipe or a CI log (no rich needed)."""
+    grid = [SUMMARY_COLUMNS, *(summary_cells(r) for r in rows)]
+    widths = [max(len(row[i]) for row in grid) for i in range(len(SUMMARY_COLUMNS))]
+    lines = [
+        "  ".join(
+            c.rjust(w) if col in _RIGHT else c.ljust(w)
+            for c, w, col in zip(row, widths, SUMMARY_COLUMNS, strict=True)
+        ).rstrip()
+        for row in grid
+    ]
+    return "\n".join(lines)
