@@ -202,3 +202,70 @@ def test_fast_path__duplicates_merges_and_depth_still_refused(shared, text):
         assert fast == slow and fast, fast
     finally:
         shared.write(shared.wo(), original)
+
+
+# plain YAML scalars whose implicit types differ between YAML 1.1 readers
+TRICKY_PLAIN = [
+    "yes", "No", "on", "off", "~", "null", "010", "0x1F", "0o17", "1_000", "1:30", "-.inf",
+    ".NaN", "1e3", "+12", "2020-01-01", "2020-01-01 10:00:00", "=", "", "W0000101", "-", ".5",
+    "0b101", "true", "False", "y", "n", "Null",
+]  # fmt: skip
+plain_scalar = st.one_of(st.sampled_from(TRICKY_PLAIN), st.from_regex(r"[A-Za-z0-9_.:+-]{1,8}"))
+
+
+def _doc_text(keys: list[str], values: list[str], flow: bool) -> str:
+    pairs = list(zip(keys, values, strict=False))
+    if flow:
+        return (
+            "top: {"
+            + ", ".join(f"{k}: {v}" for k, v in pairs)
+            + "}\nlist: ["
+            + ", ".join(values)
+            + "]\n"
+        )
+    body = "".join(f"  {k}: {v}\n" for k, v in pairs)
+    return "top:\n" + body + "list:\n" + "".join(f"  - {v}\n" for v in values)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(plain_scalar, min_size=1, max_size=6),
+    values=st.lists(plain_scalar, min_size=1, max_size=6),
+    flow=st.booleans(),
+)
+def test_fast_load__same_data_as_line_tracking_loader(keys, values, flow):
+    """Whatever the fast path accepts, it reads exactly as parse_yaml does."""
+    from workmill.validate._fastyaml import fast_load
+    from workmill.yamlio import parse_yaml
+
+    text = _doc_text(keys, values, flow)
+    try:
+        slow = parse_yaml(text, "x.yml").data
+    except SpecError:
+        slow = None  # refused (e.g. a duplicate key): the fast path must refuse too
+    ok, fast = fast_load(text)
+    if slow is None:
+        assert not ok, text
+    elif ok:
+        assert repr(fast) == repr(slow), text  # repr: nan compares unequal to itself
+
+
+def test_fast_model__lines_worked_out_when_a_problem_needs_one():
+    from workmill.specs import TenantSpec
+    from workmill.validate._fastyaml import fast_model
+
+    got = fast_model(b"tenant_id: T00001\n\nname: x\n", "tenants/T00001/tenant.yml", TenantSpec)
+    assert got is not None
+    _spec, doc = got
+    assert not doc.lines  # nothing parsed for lines until asked
+    assert doc.line_of(("name",)) == 3
+
+
+def test_params_key__values_that_check_differently_never_share_a_key():
+    from workmill.validate._workorders import params_key
+
+    variants = [{"n": 1}, {"n": True}, {"n": 1.0}, {"n": "1"}, {"n": 0.0}, {"n": -0.0}, {"n": None}]
+    keys = [params_key(v) for v in variants]
+    assert len(set(keys)) == len(variants)
+    assert params_key({"n": [1]}) != params_key({"n": [True]})
+    assert params_key({"n": 1}) == params_key({"n": 1})

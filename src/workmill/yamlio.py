@@ -35,9 +35,18 @@ class YamlDoc:
     path: str
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
+    # set when the data came from a fast load without lines: they are worked out
+    # from this text only if a problem needs one (most files never do)
+    source: str | None = field(default=None, repr=False, compare=False)
 
     def line_of(self, loc: Loc) -> int | None:
         """Line of the deepest known prefix of ``loc`` (errors point at the nearest key)."""
+        if self.source is not None:
+            text, self.source = self.source, None
+            try:
+                self.lines = parse_yaml(text, self.path).lines
+            except SpecError:
+                self.lines = {}
         loc = tuple(loc)
         while True:
             if loc in self.lines:
@@ -68,7 +77,7 @@ def _scalar(ev: yaml.ScalarEvent) -> Any:
     return _constructor.construct_object(node)
 
 
-def _key_text(value: Any) -> str | int:
+def key_text(value: Any) -> str | int:
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return str(value).lower() if isinstance(value, bool) else str(value)
     if isinstance(value, int | str):
@@ -167,7 +176,7 @@ class _Builder:
     def set_key(self, top: _Frame, value: Any, line: int) -> None:
         if isinstance(value, dict | list):
             raise self.error("mapping keys must be scalars", line)
-        key = _key_text(value)
+        key = key_text(value)
         if key in top.seen:
             fld = ".".join(map(str, (*top.loc, key)))
             raise self.error(f"duplicate key {key!r} (first at line {top.seen[key]})", line, fld)

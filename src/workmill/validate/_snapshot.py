@@ -169,11 +169,8 @@ def hash_inputs(repo: PlatformRepo, paths: list[str]) -> dict[str, str]:
 class _Reader:
     """Reads files once, remembering their sha256 and collecting problems."""
 
-    def __init__(self, snap: Snapshot, *, fast: bool = False) -> None:
+    def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        # fast: a plain file that validates cleanly skips the line-tracking parse
-        # (callers that report rule problems by line, like validate, keep it off)
-        self.fast = fast
 
     def raw(self, rel: str) -> bytes | None:
         path = self.snap.repo.root / rel
@@ -203,7 +200,9 @@ class _Reader:
         return None
 
     def spec(self, rel: str, model: type[M]) -> tuple[M | None, YamlDoc | None]:
-        if self.fast and (got := self._fast_spec(rel, model)) is not None:
+        # a plain file that validates cleanly skips the line-tracking parse (its
+        # lines are worked out only if a rule check reports a problem in it)
+        if (got := self._fast_spec(rel, model)) is not None:
             return got
         doc = self.yaml(rel)
         if doc is None:
@@ -306,7 +305,7 @@ class _LazyModules(dict[str, ModuleInfo]):
         if not dict.__contains__(self, module_id):
             if not _is_folder(self._repo.modules_dir, module_id):
                 return default
-            part = _load_modules((self._repo, self._trusted), [module_id], fast=True)
+            part = _load_modules((self._repo, self._trusted), [module_id])
             info = part.modules[module_id]
             self[module_id] = info
             folder = self._repo.module_dir(module_id)
@@ -359,12 +358,10 @@ def _merge(snap: Snapshot, part: Snapshot) -> None:
     snap.problems += part.problems
 
 
-def _load_modules(
-    state: tuple[PlatformRepo, set[str]], module_ids: Sequence[str], *, fast: bool = False
-) -> Snapshot:
+def _load_modules(state: tuple[PlatformRepo, set[str]], module_ids: Sequence[str]) -> Snapshot:
     repo, trusted = state
     snap = Snapshot(repo)
-    rd = _Reader(snap, fast=fast)
+    rd = _Reader(snap)
     root = repo.root
     for m in module_ids:
         info = ModuleInfo(m)

@@ -7,8 +7,11 @@ memoised per (module, canonical params).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workmill import ids
 from workmill.errors import Problem, SpecError
@@ -25,13 +28,16 @@ class WorkOrderContext:
 
     snap: Snapshot
     report_broken_modules: bool = True
-    _params_memo: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    _params_memo: dict[tuple[Hashable, Hashable], list[tuple[str, str]]] = field(
+        default_factory=dict
+    )
+    _signatures: dict[str, Hashable] = field(default_factory=dict)
 
     def params(self, info: ModuleInfo, params: dict) -> list[tuple[str, str]]:
-        key = canonical_json(params)
+        key = params_key(params)
         if key is None:
             return params_messages(info, params)
-        memo_key = (info.module_id, key)
+        memo_key = (self._signature(info), key)
         got = self._params_memo.get(memo_key)
         if got is None:
             if len(self._params_memo) > 100_000:
@@ -39,10 +45,55 @@ class WorkOrderContext:
             got = self._params_memo[memo_key] = params_messages(info, params)
         return got
 
+    def _signature(self, info: ModuleInfo) -> Hashable:
+        """What params are checked against: modules with the same action inputs and
+        params schema check the same params alike, so they share memo entries."""
+        sig = self._signatures.get(info.module_id)
+        if sig is None:
+            assert info.action is not None
+            inputs = [[k, v.required, v.default] for k, v in info.action.inputs.items()]
+            sig = canonical_json([inputs, info.schema]) or ("module", info.module_id)
+            self._signatures[info.module_id] = sig
+        return sig
 
-def read_work_order(path: Path, rel: str) -> tuple[YamlDoc | None, list[Problem]]:
+
+_FLAT = (str, int, bool, type(None))
+
+
+def params_key(params: dict) -> Hashable | None:
+    """A memo key equal only for params that check alike (None: not memoisable).
+
+    Flat params (the usual case) are keyed by their items with each value's type,
+    so ``1``, ``1.0`` and ``true`` stay apart; floats by their repr (``-0.0``
+    and ``0.0`` print differently in messages); anything nested by canonical JSON.
+    """
+    flat: list[tuple[Any, type, Any]] = []
+    for k, v in params.items():
+        t = type(v)
+        if t in _FLAT:
+            flat.append((k, t, v))
+        elif t is float:
+            flat.append((k, t, repr(v)))
+        else:
+            return canonical_json(params)
+    return tuple(flat)
+
+
+def _read_bytes(path: Path | str) -> bytes:
+    """The file's bytes (a raw descriptor: no buffered reader for a small file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        data = path.read_bytes()
+        chunks = [os.read(fd, 65536)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 20))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_work_order(path: Path | str, rel: str) -> tuple[YamlDoc | None, list[Problem]]:
+    try:
+        data = _read_bytes(path)
     except OSError as exc:
         return None, [Problem(rel, None, "", f"cannot read: {exc.strerror or exc}")]
     if len(data) > MAX_BYTES:
@@ -56,11 +107,12 @@ def read_work_order(path: Path, rel: str) -> tuple[YamlDoc | None, list[Problem]
 
 
 def check_work_order_file(
-    ctx: WorkOrderContext, tenant_id: str, path: Path
+    ctx: WorkOrderContext, tenant_id: str, path: Path | str
 ) -> tuple[WorkOrderSpec | None, list[Problem]]:
     """Every problem of one work-order file (its name, its content, its references)."""
-    rel = f"tenants/{tenant_id}/workorders/{path.name}"
-    stem = path.name[:-4] if path.name.endswith(".yml") else None
+    name = os.path.basename(path)
+    rel = f"tenants/{tenant_id}/workorders/{name}"
+    stem = name[:-4] if name.endswith(".yml") else None
     if stem is None or not ids.is_valid(ids.IdKind.WORK_ORDER, stem):
         return None, [
             Problem(
@@ -84,11 +136,11 @@ def check_work_order_file(
 
 
 def _fast_check(
-    ctx: WorkOrderContext, tenant_id: str, stem: str, path: Path, rel: str
+    ctx: WorkOrderContext, tenant_id: str, stem: str, path: Path | str, rel: str
 ) -> WorkOrderSpec | None:
     """The spec when the file loads on the fast path *and* has no problem at all."""
     try:
-        got = fast_model(path.read_bytes(), rel, WorkOrderSpec)
+        got = fast_model(_read_bytes(path), rel, WorkOrderSpec)
     except OSError:
         return None
     if got is None:
