@@ -37,6 +37,21 @@ def test_local_release_store__create_only_under_a_free_name(tmp_path):
     assert rs.list_assets("t1") == []
 
 
+def test_local_release_store__a_batch_is_every_asset_complete_or_stops_at_a_taken_name(
+    tmp_path,
+):
+    rs = LocalReleaseStore(tmp_path)
+    rs.create_tag("t1")
+    big = bytes(range(256)) * 4096  # 1 MiB: written whole, not one write() call's worth
+    rs.create_assets("t1", [("a.csv", b"one"), ("b.csv", big), ("c.csv", b"")])
+    assert [rs.read_asset("t1", n) for n in ("a.csv", "b.csv", "c.csv")] == [b"one", big, b""]
+    with pytest.raises(AssetExists):
+        rs.create_assets("t1", [("d.csv", b"four"), ("a.csv", b"two")])
+    assert rs.read_asset("t1", "a.csv") == b"one"
+    assert rs.list_assets("t1") == ["a.csv", "b.csv", "c.csv", "d.csv"]
+    assert [p.name for p in (tmp_path / "t1").iterdir() if p.name.startswith(".")] == []
+
+
 def test_bootstrap__second_call_does_nothing(store):
     repo_templates = Path(store.releases.root).parent.parent / "releases" / "billing-state-v1"
     assert store.bootstrap(repo_templates) is False

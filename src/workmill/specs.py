@@ -376,7 +376,7 @@ class ActionOutput(Strict):
 class ActionStep(BaseModel):
     """One composite step; GitHub's key names (``working-directory``) are kept."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     name: StrictStr | None = None
     id: StrictStr | None = None

@@ -15,7 +15,7 @@ ASSET_FILENAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
 
 
 class ReleaseItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     filename: str = Field(pattern=ASSET_FILENAME)
     module_id: str
@@ -30,7 +30,7 @@ class ReleaseItem(BaseModel):
 class ReleaseManifest(BaseModel):
     """``<tenant>-<work_order>-manifest.json``, uploaded last: without it a release is incomplete."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: int = 1
     owning_tenant_id: str
@@ -59,7 +59,7 @@ class ReleaseManifest(BaseModel):
 
 
 class OutputsManifestFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     path: str
     size_bytes: int = Field(ge=0)
@@ -71,7 +71,7 @@ class OutputsManifestModel(BaseModel):
     """The shape of ``outputs_manifest.json`` and of a tenant assets folder's ``manifest.json``
     (the runner writes it from ``workmill.runner.manifest``; this model is its JSON Schema)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     schema_version: int = 1
     module_id: str

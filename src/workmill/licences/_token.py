@@ -54,7 +54,7 @@ def _id_list(kind: ids.IdKind, value: list[str] | str) -> list[str] | str:
 class LicencePayload(BaseModel):
     """What a licence grants; see docs/schemas.md "Licence payload"."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     v: Literal[1] = 1
     licence_id: StrictStr

@@ -24,7 +24,7 @@ from workmill.fsio import atomic_write_text
 
 
 class _Rec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ModulePlan(_Rec):

@@ -30,7 +30,7 @@ _NAME = re.compile(r"([0-9]{1,6})-of-([0-9]{1,6})\.json")
 
 
 class ShardReceipt(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     schema_version: int = 1
     shard: str  # "K/N"

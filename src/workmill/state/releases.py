@@ -15,10 +15,11 @@ import re
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 from workmill.errors import NotFound, StateError
-from workmill.fsio import fsync_dir
+from workmill.fsio import fsync_all, fsync_dir
 
 _ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # GitHub: "Each file included in a release must be under 2 GiB" (docs/reference.md "GitHub mode")
@@ -55,6 +56,12 @@ class ReleaseStore(ABC):
     def create_asset(self, tag: str, name: str, data: bytes) -> None:
         """Create an asset under a free name; ``AssetExists`` when the name is taken."""
 
+    def create_assets(self, tag: str, assets: Sequence[tuple[str, bytes]]) -> None:
+        """``create_asset`` for each (name, bytes), in order; a backend that can make a
+        batch durable at once overrides this. ``AssetExists`` at the first taken name."""
+        for name, data in assets:
+            self.create_asset(tag, name, data)
+
     @abstractmethod
     def delete_asset(self, tag: str, name: str) -> None:
         """Delete an asset (no-op when it is already gone)."""
@@ -85,6 +92,12 @@ def check_asset_size(name: str, size: int) -> int:
             f"({MAX_ASSET_BYTES + 1:,} bytes)"
         )
     return size
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def check_asset_name(name: str) -> str:
@@ -138,23 +151,39 @@ class LocalReleaseStore(ReleaseStore):
             raise StateError(f"cannot read asset {name!r} of {tag!r}: {exc}") from exc
 
     def create_asset(self, tag: str, name: str, data: bytes) -> None:
+        self.create_assets(tag, [(name, data)])
+
+    def create_assets(self, tag: str, assets: Sequence[tuple[str, bytes]]) -> None:
+        """Every asset written to a temp file and fsynced (all at once: the filesystem
+        commits them together), then each linked under its name, then the directory
+        fsynced once: every asset is complete and durable before any name is visible."""
         d = self._tag_dir(tag)
         if not d.is_dir():
             raise NotFound(f"release tag {tag!r} does not exist in {self.root}")
-        final = d / check_asset_name(name)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        finals = [d / check_asset_name(name) for name, _ in assets]
+        temps: list[str] = []
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            fds = []
             try:
-                os.link(tmp, final)
-            except FileExistsError as exc:
-                raise AssetExists(f"asset {name!r} already exists in release {tag!r}") from exc
+                for _, data in assets:
+                    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+                    fds.append(fd)
+                    temps.append(tmp)
+                    _write_all(fd, data)
+                fsync_all(fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            for tmp, final in zip(temps, finals, strict=True):
+                try:
+                    os.link(tmp, final)
+                except FileExistsError as exc:
+                    msg = f"asset {final.name!r} already exists in release {tag!r}"
+                    raise AssetExists(msg) from exc
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            for tmp in temps:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
         fsync_dir(d)
 
     def delete_asset(self, tag: str, name: str) -> None:

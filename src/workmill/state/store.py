@@ -191,11 +191,12 @@ class BillingStore:
         now = clock.now()
         month = now.strftime("%Y-%m")
         tables = dict(state.manifest.tables)
+        uploads: list[tuple[str, bytes]] = []  # made durable together, before the manifest
         for name in sorted(state.changed_tables()):
             header = state.header(name)
             data = render_table(header, state.rows(name))
             asset = table_asset(rev, nonce, name, "")
-            self.releases.create_asset(self.tag, asset, data)
+            uploads.append((asset, data))
             part = PartitionRef("", asset, sha256_bytes(data), len(state.rows(name)), len(data))
             tables[name] = TableRef(False, (part,), tuple(header))
         _test_pause()
@@ -203,10 +204,11 @@ class BillingStore:
             rows = state.appended(name)
             if rows:
                 tables[name] = self._append_partitions(
-                    state, name, tables.get(name), rows, rev, nonce, month
+                    state, name, tables.get(name), rows, (rev, nonce, month), uploads
                 )
         for name in PARTITIONED:
             tables.setdefault(name, TableRef(True, (), columns_of(name)))
+        self.releases.create_assets(self.tag, uploads)
         manifest = Manifest(rev, base or None, clock.iso(now), tables)
         _test_pause()
         try:
@@ -223,10 +225,11 @@ class BillingStore:
         name: str,
         ref: TableRef | None,
         rows: list[dict[str, str]],
-        rev: int,
-        nonce: str,
-        month: str,
+        at: tuple[int, str, str],
+        uploads: list[tuple[str, bytes]],
     ) -> TableRef:
+        """The table's new partition list; the chunks to write are added to ``uploads``."""
+        rev, nonce, month = at
         parts = {p.key: p for p in (ref.partitions if ref else ())}
         stored = ref or TableRef(True, ())
         columns = list(ref.columns) if ref and ref.columns else list(columns_of(name))
@@ -238,7 +241,7 @@ class BillingStore:
             chunks = list(stored.group_partitions(group))
             for key, data, n_rows, dropped in _group_writes(state, group, chunks, columns, grows):
                 asset = table_asset(rev, nonce, name, key)
-                self.releases.create_asset(self.tag, asset, data)
+                uploads.append((asset, data))
                 parts[key] = PartitionRef(key, asset, sha256_bytes(data), n_rows, len(data))
                 for gone in dropped:
                     del parts[gone]
