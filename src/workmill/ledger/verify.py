@@ -1,16 +1,28 @@
-"""Ledger audit (``workmill ledger verify``): a list of small pure checks over table rows.
+"""Ledger audit (``workmill ledger verify``, docs/reference.md "Ledger checks").
 
-Each check takes the tables and returns every violation it finds, with the
-rows involved, so a finance person can look them up. The same checks run on
-a commit's new rows (``opening`` balances from the state it builds on) before
-the store writes anything.
+The checks are one accumulator, ``Audit``: rows are fed a batch at a time, table by
+table (transactions, then module runs, items and redemptions), and ``finish`` gives
+every violation, each with the rows involved so a finance person can look them up.
+The full audit feeds the stored partitions one at a time, so what stays in memory is
+compact per-id state (ids, types, amounts, running balances), never the rows; a
+commit's new rows go through the same code (``verify``), with ``opening`` balances
+from the state it builds on, before the store writes anything.
+
+Each batch is first checked column by column with C-speed tests (``map`` over a
+regex, set inclusion) that only ever accept valid values; a batch that fails one
+is re-checked row by row with the exact rule, which reports the violations. Row
+references (``transactions line 12 transaction_id=...``) are built only then.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from array import array
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 
 from workmill import billing_tables as bt
 from workmill import clock, ids
@@ -18,6 +30,7 @@ from workmill.errors import WorkmillError, one_line
 from workmill.ledger.records import ItemKind, RedemptionEvent, TxType
 
 Row = Mapping[str, str]
+Cells = Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -62,421 +75,760 @@ class LedgerTables:
     unsettled_alert_hours: float | None = None
 
 
-def _int(v: str | None) -> int | None:
-    s = (v or "").strip()
-    if s.lstrip("-").isdigit() and len(s) <= 20:
-        return int(s)
-    return None
+# The columns the checks read, in this order (``cells`` turns rows into these lists).
+TX_COLUMNS = bt.COLUMNS[bt.TRANSACTIONS][:9]
+ITEM_COLUMNS = bt.COLUMNS[bt.TRANSACTION_ITEMS][:9]
+REDEMPTION_COLUMNS = bt.COLUMNS[bt.PROMOTION_REDEMPTIONS][:7]
+RUN_COLUMNS = ("module_run_id", "work_order_id", "tenant_id", "module_id", "status", "reason_code")
+T_ID, T_TENANT, T_WO, T_TYPE, T_AMOUNT, T_AFTER, T_AT, T_REF, T_PAY = range(9)
+I_ID, I_TX, I_LINE, I_KIND, I_MODULE, _I_PRODUCT, I_PROMO, I_RUN, I_AMOUNT = range(9)
+R_ID, R_PROMO, R_TENANT, R_WO, R_TX, R_EVENT, R_AMOUNT = range(7)
+M_RUN, M_WO, _M_TENANT, M_MODULE, M_STATUS, M_REASON = range(6)
 
-
-def _ref(table: str, i: int, row: Row, key: str, t: LedgerTables) -> str:
-    return f"{table} line {i + 2 + t.row_offset} {key}={row.get(key, '')}"
-
-
-def check_ids_and_fields(t: LedgerTables) -> list[Violation]:
-    """Ids, then the fields of every transaction, item and redemption."""
-    return _check_ids(t) + _transaction_fields(t) + _item_fields(t) + _redemption_fields(t)
-
-
-def _check_ids(t: LedgerTables) -> list[Violation]:
-    """Every id well-formed and unique (ignoring case), also against stored history."""
-    out: list[Violation] = []
-    specs = (
-        (bt.TRANSACTIONS, t.transactions, "transaction_id", ids.IdKind.TRANSACTION),
-        (bt.TRANSACTION_ITEMS, t.items, "transaction_item_id", ids.IdKind.TRANSACTION_ITEM),
-        (bt.PROMOTION_REDEMPTIONS, t.redemptions, "redemption_id", ids.IdKind.REDEMPTION),
-    )
-    for table, rows, key, kind in specs:
-        seen: dict[str, int] = {}
-        for i, row in enumerate(rows):
-            ref = _ref(table, i, row, key, t)
-            v = row.get(key, "")
-            msg = ids.check(kind, v)
-            if msg:
-                out.append(Violation("id-format", msg, (ref,)))
-                continue
-            f = ids.fold(v)
-            if f in seen or f in t.prior_ids:
-                first = seen.get(f)
-                rows_ = (ref,) if first is None else (_ref(table, first, rows[first], key, t), ref)
-                out.append(
-                    Violation(
-                        "id-unique", f"{key} {v!r} is used more than once (ignoring case)", rows_
-                    )
-                )
-            seen.setdefault(f, i)
-    return out
-
-
-def _transaction_fields(t: LedgerTables) -> list[Violation]:
-    """Tenant id, type, integer amounts, ids and timestamp of each transaction."""
-    out: list[Violation] = []
-    for i, row in enumerate(t.transactions):
-        ref = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
-        if ids.check(ids.IdKind.TENANT, row.get("tenant_id", "")):
-            out.append(
-                Violation("field", f"tenant_id {row.get('tenant_id')!r} is not a tenant id", (ref,))
-            )
-        if row.get("type", "") not in TxType.__members__:
-            out.append(
-                Violation(
-                    "field", f"type {row.get('type')!r} is not one of {', '.join(TxType)}", (ref,)
-                )
-            )
-        for col in ("amount_credits", "balance_after"):
-            if _int(row.get(col)) is None:
-                out.append(Violation("field", f"{col} {row.get(col)!r} is not an integer", (ref,)))
-        wo = row.get("work_order_id", "")
-        if wo and not ids.is_valid(ids.IdKind.WORK_ORDER, wo):
-            out.append(Violation("field", f"work_order_id {wo!r} is not a work order id", (ref,)))
-        pid = row.get("payment_id", "")
-        if pid and not ids.is_valid(ids.IdKind.PAYMENT, pid):
-            out.append(Violation("field", f"payment_id {pid!r} is not a payment id", (ref,)))
-        try:
-            clock.parse_iso(row.get("created_at", ""))
-        except Exception:
-            out.append(
-                Violation(
-                    "field", f"created_at {row.get('created_at')!r} is not a timestamp", (ref,)
-                )
-            )
-    return out
-
-
-def _item_fields(t: LedgerTables) -> list[Violation]:
-    """Kind and integer amounts of each item."""
-    out: list[Violation] = []
-    for i, row in enumerate(t.items):
-        ref = _ref(bt.TRANSACTION_ITEMS, i, row, "transaction_item_id", t)
-        if row.get("kind", "") not in ItemKind.__members__:
-            out.append(Violation("field", f"kind {row.get('kind')!r} is not an item kind", (ref,)))
-        for col in ("amount_credits", "line_no"):
-            if _int(row.get(col)) is None:
-                out.append(Violation("field", f"{col} {row.get(col)!r} is not an integer", (ref,)))
-    return out
-
-
-def _redemption_fields(t: LedgerTables) -> list[Violation]:
-    """Event and non-negative amount of each redemption."""
-    out: list[Violation] = []
-    for i, row in enumerate(t.redemptions):
-        ref = _ref(bt.PROMOTION_REDEMPTIONS, i, row, "redemption_id", t)
-        if row.get("event", "") not in RedemptionEvent.__members__:
-            out.append(
-                Violation("field", f"event {row.get('event')!r} is not APPLIED or REFUNDED", (ref,))
-            )
-        n = _int(row.get("amount_credits"))
-        if n is None or n < 0:
-            out.append(
-                Violation(
-                    "field",
-                    f"amount_credits {row.get('amount_credits')!r} is not an integer >= 0",
-                    (ref,),
-                )
-            )
-    return out
-
-
-_SIGN = {"TOPUP": 1, "SPEND": -1, "REFUND": 1}
-
-
-def check_balance_chains(t: LedgerTables) -> list[Violation]:
-    """Every balance_after = previous + amount, never negative, with the type's sign."""
-    out: list[Violation] = []
-    bal: dict[str, int] = dict(t.opening)
-    for i, row in enumerate(t.transactions):
-        ref = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
-        amount, after = _int(row.get("amount_credits")), _int(row.get("balance_after"))
-        if amount is None or after is None:
-            continue
-        tenant = row.get("tenant_id", "")
-        sign = _SIGN.get(row.get("type", ""))
-        if (sign == 1 and amount < 0) or (sign == -1 and amount > 0):
-            out.append(Violation("amount-sign", f"{row.get('type')} has amount {amount}", (ref,)))
-        if row.get("type") == "TOPUP" and amount == 0:
-            out.append(Violation("amount-sign", "TOPUP of 0", (ref,)))
-        expected = bal.get(tenant, 0) + amount
-        if after != expected:
-            out.append(
-                Violation(
-                    "balance-chain",
-                    f"tenant {tenant}: balance_after {after}, expected {bal.get(tenant, 0)} + {amount} = {expected}",
-                    (ref,),
-                )
-            )
-        if after < 0:
-            out.append(
-                Violation("balance-negative", f"tenant {tenant}: balance_after {after} < 0", (ref,))
-            )
-        bal[tenant] = after
-    return out
-
-
-def check_balances(t: LedgerTables) -> list[Violation]:
-    """tenants_credits.csv holds exactly the sum of each tenant's transactions."""
-    out: list[Violation] = []
-    sums: dict[str, int] = dict(t.opening)
-    for row in t.transactions:
-        n = _int(row.get("amount_credits"))
-        if n is not None:
-            sums[row.get("tenant_id", "")] = sums.get(row.get("tenant_id", ""), 0) + n
-    stated: dict[str, int] = {}
-    for i, row in enumerate(t.tenants_credits):
-        tenant = row.get("tenant_id", "")
-        ref = f"{bt.TENANTS_CREDITS} line {i + 2} tenant_id={tenant}"
-        n = _int(row.get("balance_credits"))
-        if n is None:
-            out.append(
-                Violation(
-                    "field",
-                    f"balance_credits {row.get('balance_credits')!r} is not an integer",
-                    (ref,),
-                )
-            )
-            continue
-        if tenant in stated:
-            out.append(Violation("balance", f"tenant {tenant} has two rows", (ref,)))
-        stated[tenant] = n
-        if n != sums.get(tenant, 0):
-            out.append(
-                Violation(
-                    "balance",
-                    f"tenant {tenant}: balance_credits {n} but its transactions sum to {sums.get(tenant, 0)}",
-                    (ref,),
-                )
-            )
-    for tenant, total in sums.items():
-        if tenant not in stated and total != 0:
-            out.append(
-                Violation(
-                    "balance",
-                    f"tenant {tenant} has transactions summing to {total} but no row in {bt.TENANTS_CREDITS}",
-                )
-            )
-    return out
-
-
+SPEND, REFUND, TOPUP = TxType.SPEND.value, TxType.REFUND.value, TxType.TOPUP.value
+_TX_TYPES = frozenset(TxType.__members__)
+_ITEM_KINDS_ALL = frozenset(ItemKind.__members__)
+_EVENTS = frozenset(RedemptionEvent.__members__)
+_PROMO_KINDS = ("PROMO", "PROMO_REVERSAL")
 _ITEM_KINDS = {
     "SPEND": {"MODULE", "ARTIFACT", "PROMO"},
     "REFUND": {"MODULE_REFUND", "ARTIFACT_REFUND", "PROMO_REVERSAL"},
     "TOPUP": {"TOPUP"},
     "ADJUSTMENT": {"ADJUSTMENT"},
 }
+_KIND_FITS = frozenset((t, k) for t, kinds in _ITEM_KINDS.items() for k in kinds)
+_SIGN = {"TOPUP": 1, "SPEND": -1, "REFUND": 1}
+_NOT_DELIVERED = ("FAILED", "SKIPPED")
+# accepts only what ``_int`` accepts (the fast path may be stricter, never looser)
+_PLAIN_INT = re.compile(r"-?[0-9]{1,19}")
+_ID = {kind: re.compile(rf"[0-9A-Za-z]{{{n}}}") for kind, n in ids.LENGTHS.items()}
+# violations are reported check by check, in this order
+STAGES = (
+    "ids",
+    "fields",
+    "balance-chain",
+    "balance",
+    "items",
+    "work-order",
+    "redemption",
+    "topup-reference",
+    "payment-id",
+    "unsettled",
+    "refund",
+)
 
 
-def check_items(t: LedgerTables) -> list[Violation]:
-    """Items belong to a transaction, have a fitting kind, and sum to |amount|."""
-    out: list[Violation] = []
-    txs = {row.get("transaction_id", ""): (i, row) for i, row in enumerate(t.transactions)}
-    sums: dict[str, int] = defaultdict(int)
-    refs: dict[str, list[str]] = defaultdict(list)
-    for i, row in enumerate(t.items):
-        ref = _ref(bt.TRANSACTION_ITEMS, i, row, "transaction_item_id", t)
-        tx_id = row.get("transaction_id", "")
-        n = _int(row.get("amount_credits"))
-        if tx_id not in txs:
+def _int(v: str | None) -> int | None:
+    s = (v or "").strip()
+    if s.lstrip("-").isdigit() and len(s) <= 20:
+        try:
+            return int(s)
+        except ValueError:  # "--1", or a digit int() does not read
+            return None
+    return None
+
+
+def _ints(values: Sequence[str]) -> list[int | None]:
+    if all(map(_PLAIN_INT.fullmatch, values)):
+        return list(map(int, values))
+    return [_int(v) for v in values]
+
+
+def cells(rows: Iterable[Row], columns: Sequence[str]) -> list[list[str]]:
+    """Rows as value lists in ``columns`` order (a missing cell reads as empty)."""
+    return [[r.get(c) or "" for c in columns] for r in rows]
+
+
+def _valid_ids(values: Iterable[str], kind: ids.IdKind) -> bool:
+    return all(map(_ID[kind].fullmatch, values))
+
+
+def _timestamps_ok(values: Iterable[str]) -> bool:
+    for v in set(values):
+        try:
+            clock.parse_iso(v)
+        except Exception:
+            return False
+    return True
+
+
+class _WorkOrder:
+    """What the SPEND/REFUND pairing rules need of one work order's transactions."""
+
+    __slots__ = ("first_refund", "first_spend", "refund_amount", "refunds", "seen", "spend_amount")
+    __slots__ += ("spends", "tenant", "tenants_differ")
+
+    def __init__(self, tenant: str) -> None:
+        self.spends = self.refunds = self.seen = 0
+        self.first_spend = self.first_refund = -1
+        self.spend_amount = self.refund_amount = ""
+        self.tenant, self.tenants_differ = tenant, False
+
+    def add(self, tx_type: str, tenant: str, amount: str) -> None:
+        if tx_type == SPEND:
+            if not self.spends:
+                self.first_spend, self.spend_amount = self.seen, amount
+            self.spends += 1
+        elif tx_type == REFUND:
+            if not self.refunds:
+                self.first_refund, self.refund_amount = self.seen, amount
+            self.refunds += 1
+        if tenant != self.tenant:
+            self.tenants_differ = True
+        self.seen += 1
+
+    def problems(self, wo: str) -> list[str]:
+        found: list[str] = []
+        if self.spends > 1:
+            found.append(f"work order {wo} has {self.spends} SPEND transactions")
+        if self.refunds > 1:
+            found.append(f"work order {wo} has {self.refunds} REFUND transactions")
+        if self.refunds and not self.spends:
+            found.append(f"work order {wo} has a REFUND but no SPEND")
+        if self.spends and self.refunds and self.first_refund < self.first_spend:
+            found.append(f"work order {wo}: REFUND before SPEND")
+        if self.tenants_differ:
+            found.append(f"work order {wo} is charged to more than one tenant")
+        if self.spends and self.refunds:
+            s, r = _int(self.spend_amount), _int(self.refund_amount)
+            if s is not None and r is not None and r > -s:
+                found.append(f"work order {wo}: REFUND {r} exceeds SPEND {-s}")
+        return found
+
+
+class _Ids:
+    """Ids of one table: well-formed and unique ignoring case (also against stored ones)."""
+
+    def __init__(self, table: str, key: str, kind: ids.IdKind, prior: frozenset[str]) -> None:
+        self.table, self.key, self.kind, self.prior = table, key, kind, prior
+        self.values: list[str] = []  # by row, for references
+        self.folded: set[str] = set()
+        self._first: dict[str, int] | None = None  # built on the first duplicate only
+
+    def add(self, values: Sequence[str], ref: Callable[[int], str]) -> list[Violation]:
+        start = len(self.values)
+        self.values.extend(values)
+        folded = list(map(ids.fold, values))
+        batch = set(folded)
+        clean = (
+            self._first is None
+            and len(batch) == len(folded)
+            and self.folded.isdisjoint(batch)
+            and self.prior.isdisjoint(batch)
+            and _valid_ids(values, self.kind)
+        )
+        if clean:
+            self.folded.update(batch)
+            return []
+        return self._rows(start, values, folded, ref)
+
+    def _rows(
+        self, start: int, values: Sequence[str], folded: list[str], ref: Callable[[int], str]
+    ) -> list[Violation]:
+        if self._first is None:
+            self._first = {}
+            for i, v in enumerate(self.values[:start]):
+                if ids.is_valid(self.kind, v):
+                    self._first.setdefault(ids.fold(v), i)
+        first_of, out = self._first, []
+        for i, v, f in zip(count(start), values, folded, strict=False):
+            msg = ids.check(self.kind, v)
+            if msg:
+                out.append(Violation("id-format", msg, (ref(i),)))
+                continue
+            if f in first_of or f in self.prior:
+                first = first_of.get(f)
+                rows = (ref(i),) if first is None else (ref(first), ref(i))
+                out.append(
+                    Violation(
+                        "id-unique",
+                        f"{self.key} {v!r} is used more than once (ignoring case)",
+                        rows,
+                    )
+                )
+            first_of.setdefault(f, i)
+            self.folded.add(f)
+        return out
+
+
+class Audit:
+    """Every ledger check, fed rows in order; ``finish`` returns the violations."""
+
+    def __init__(
+        self,
+        *,
+        opening: Mapping[str, int] | None = None,
+        prior_ids: frozenset[str] = frozenset(),
+        prior_transactions: Sequence[Row] = (),
+        row_offset: int = 0,
+        refundable: Callable[[str], bool | None] | None = None,
+    ) -> None:
+        self.row_offset = row_offset
+        self.refundable = refundable
+        self._out: dict[str, list[Violation]] = {s: [] for s in STAGES}
+        self._tx_ids = _Ids(bt.TRANSACTIONS, "transaction_id", ids.IdKind.TRANSACTION, prior_ids)
+        self._item_ids = _Ids(
+            bt.TRANSACTION_ITEMS, "transaction_item_id", ids.IdKind.TRANSACTION_ITEM, prior_ids
+        )
+        self._red_ids = _Ids(
+            bt.PROMOTION_REDEMPTIONS, "redemption_id", ids.IdKind.REDEMPTION, prior_ids
+        )
+        # transactions: by row number, and the row number of each id (the last one wins)
+        self._tx_index: dict[str, int] = {}
+        self._tx_type: list[str] = []
+        self._tx_tenant: list[str] = []
+        self._tx_wo: list[str] = []
+        self._tx_amount: list[int | None] = []
+        self._balance: dict[str, int] = dict(opening or {})
+        self._sums: dict[str, int] = dict(opening or {})
+        self._wos: dict[str, _WorkOrder | None] = {}
+        self._prior_refs: dict[str, list[str]] = defaultdict(list)
+        self._no_wo: list[int] = []  # SPEND/REFUND rows without a work order
+        self._topups: dict[tuple[str, str], int] = {}
+        self._topup_last: dict[tuple[str, str], int] = {}
+        self._payments: dict[str, int] = {}
+        # items: the transaction row each names (-1: none; -2: amount not an integer)
+        self._item_tx = array("q")
+        self._item_sum: list[int] = []
+        self._promo_items: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._refunded: dict[str, dict[str, tuple[int, str]]] = {}
+        # redemptions
+        self._events: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._event_rows: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        # module runs of work orders with a REFUND: work order -> run id -> cells
+        self._runs: dict[str, dict[str, Cells]] | None = None
+        for row in prior_transactions:
+            self._prior_transaction(row)
+
+    # ------------------------------------------------------------ references
+    def _ref(self, table: str, key: str, i: int, value: str) -> str:
+        return f"{table} line {i + 2 + self.row_offset} {key}={value}"
+
+    def tx_ref(self, k: int) -> str:
+        return self._ref(bt.TRANSACTIONS, "transaction_id", k, self._tx_ids.values[k])
+
+    def item_ref(self, i: int) -> str:
+        return self._ref(bt.TRANSACTION_ITEMS, "transaction_item_id", i, self._item_ids.values[i])
+
+    def red_ref(self, i: int) -> str:
+        return self._ref(bt.PROMOTION_REDEMPTIONS, "redemption_id", i, self._red_ids.values[i])
+
+    # ------------------------------------------------------------ transactions
+    def _prior_transaction(self, row: Row) -> None:
+        wo = row.get("work_order_id", "")
+        if not wo:  # the delta path brings the stored rows of work orders only
+            return
+        self._prior_refs[wo].append(f"stored transaction_id={row.get('transaction_id')}")
+        st = self._wos.get(wo)
+        if st is None:
+            st = self._wos[wo] = _WorkOrder(row.get("tenant_id", ""))
+        st.add(row.get("type", ""), row.get("tenant_id", ""), row.get("amount_credits", ""))
+
+    def add_transactions(self, rows: Sequence[Cells]) -> None:
+        """Feed transaction rows (``TX_COLUMNS`` order), in ledger order."""
+        if not rows:
+            return
+        start = len(self._tx_type)
+        cols = list(zip(*rows, strict=True))
+        self._out["ids"] += self._tx_ids.add(cols[T_ID], self.tx_ref)
+        if not self._tx_fields_ok(cols):
+            self._tx_fields(rows, start)
+        amounts, afters = _ints(cols[T_AMOUNT]), _ints(cols[T_AFTER])
+        tenants = list(map(sys.intern, cols[T_TENANT]))
+        types = list(map(sys.intern, cols[T_TYPE]))
+        self._tx_index.update(zip(cols[T_ID], range(start, start + len(rows)), strict=True))
+        self._tx_type += types
+        self._tx_tenant += tenants
+        self._tx_wo += cols[T_WO]
+        self._tx_amount += amounts
+        self._chains(start, tenants, types, amounts, afters)
+        self._work_orders(start, cols[T_WO], types, tenants, cols[T_AMOUNT])
+        self._references(start, types, tenants, cols[T_REF], cols[T_PAY])
+
+    @staticmethod
+    def _tx_fields_ok(cols: list[tuple[str, ...]]) -> bool:
+        return (
+            _valid_ids(set(cols[T_TENANT]), ids.IdKind.TENANT)
+            and set(cols[T_TYPE]) <= _TX_TYPES
+            and all(map(_PLAIN_INT.fullmatch, cols[T_AMOUNT]))
+            and all(map(_PLAIN_INT.fullmatch, cols[T_AFTER]))
+            and _valid_ids(set(cols[T_WO]) - {""}, ids.IdKind.WORK_ORDER)
+            and _valid_ids(set(cols[T_PAY]) - {""}, ids.IdKind.PAYMENT)
+            and _timestamps_ok(cols[T_AT])
+        )
+
+    def _tx_fields(self, rows: Sequence[Cells], start: int) -> None:
+        """Tenant id, type, integer amounts, ids and timestamp of each transaction."""
+        out = self._out["fields"]
+        for k, row in enumerate(rows, start):
+            ref = (self.tx_ref(k),)
+            if ids.check(ids.IdKind.TENANT, row[T_TENANT]):
+                out.append(
+                    Violation("field", f"tenant_id {row[T_TENANT]!r} is not a tenant id", ref)
+                )
+            if row[T_TYPE] not in _TX_TYPES:
+                out.append(
+                    Violation(
+                        "field", f"type {row[T_TYPE]!r} is not one of {', '.join(TxType)}", ref
+                    )
+                )
+            for col, j in (("amount_credits", T_AMOUNT), ("balance_after", T_AFTER)):
+                if _int(row[j]) is None:
+                    out.append(Violation("field", f"{col} {row[j]!r} is not an integer", ref))
+            for col, j, kind, what in (
+                ("work_order_id", T_WO, ids.IdKind.WORK_ORDER, "a work order id"),
+                ("payment_id", T_PAY, ids.IdKind.PAYMENT, "a payment id"),
+            ):
+                if row[j] and not ids.is_valid(kind, row[j]):
+                    out.append(Violation("field", f"{col} {row[j]!r} is not {what}", ref))
+            if not _timestamps_ok((row[T_AT],)):
+                out.append(Violation("field", f"created_at {row[T_AT]!r} is not a timestamp", ref))
+
+    def _chains(
+        self,
+        start: int,
+        tenants: list[str],
+        types: list[str],
+        amounts: list[int | None],
+        afters: list[int | None],
+    ) -> None:
+        """balance_after = previous + amount, never negative, with the type's sign; and the
+        per-tenant sums that tenants_credits.csv must hold."""
+        bal, sums = self._balance, self._sums
+        for k, tenant, typ, a, b in zip(count(start), tenants, types, amounts, afters):
+            if a is None:
+                continue
+            sums[tenant] = sums.get(tenant, 0) + a
+            if b is None:
+                continue
+            prev = bal.get(tenant, 0)
+            if b != prev + a or b < 0 or (a <= 0 and typ == TOPUP) or _SIGN.get(typ, 0) * a < 0:
+                self._chain_violations(k, tenant, typ, a, b, prev)
+            bal[tenant] = b
+
+    def _chain_violations(self, k: int, tenant: str, typ: str, a: int, b: int, prev: int) -> None:
+        ref, out = (self.tx_ref(k),), self._out["balance-chain"]
+        sign = _SIGN.get(typ)
+        if (sign == 1 and a < 0) or (sign == -1 and a > 0):
+            out.append(Violation("amount-sign", f"{typ} has amount {a}", ref))
+        if typ == TOPUP and a == 0:
+            out.append(Violation("amount-sign", "TOPUP of 0", ref))
+        if b != prev + a:
             out.append(
                 Violation(
-                    "item-orphan", f"item names transaction {tx_id!r}, which does not exist", (ref,)
+                    "balance-chain",
+                    f"tenant {tenant}: balance_after {b}, expected {prev} + {a} = {prev + a}",
+                    ref,
                 )
             )
-            continue
-        tx_type = txs[tx_id][1].get("type", "")
-        kind = row.get("kind", "")
-        if tx_type in _ITEM_KINDS and kind not in _ITEM_KINDS[tx_type]:
-            out.append(Violation("item-kind", f"{kind} item on a {tx_type} transaction", (ref,)))
-        if n is None:
-            continue
-        if (kind in ("PROMO", "PROMO_REVERSAL") and n > 0) or (
-            kind not in ("PROMO", "PROMO_REVERSAL") and n < 0
-        ):
-            out.append(Violation("item-sign", f"{kind} item has amount {n}", (ref,)))
-        sums[tx_id] += n
-        refs[tx_id].append(ref)
-    for tx_id, (i, row) in txs.items():
-        amount = _int(row.get("amount_credits"))
-        if amount is None:
-            continue
-        if sums.get(tx_id, 0) != abs(amount):
+        if b < 0:
             out.append(
-                Violation(
-                    "items-sum",
-                    f"transaction {tx_id}: items sum to {sums.get(tx_id, 0)}, |amount_credits| is {abs(amount)}",
-                    (_ref(bt.TRANSACTIONS, i, row, "transaction_id", t), *refs.get(tx_id, [])),
-                )
+                Violation("balance-negative", f"tenant {tenant}: balance_after {b} < 0", ref)
             )
-    return out
 
+    def _work_orders(
+        self, start: int, wos: Sequence[str], types: list[str], tenants: list[str], amounts: Cells
+    ) -> None:
+        states = self._wos
+        for k, wo, typ, tenant, amount in zip(count(start), wos, types, tenants, amounts):
+            if not wo:
+                states.setdefault("", None)
+                if typ in (SPEND, REFUND):
+                    self._no_wo.append(k)
+                continue
+            st = states.get(wo)
+            if st is None:
+                st = states[wo] = _WorkOrder(tenant)
+            st.add(typ, tenant, amount)
 
-def check_work_orders(t: LedgerTables) -> list[Violation]:
-    """At most one SPEND and one REFUND per work order, REFUND after and within the SPEND."""
-    out: list[Violation] = []
-    by_wo: dict[str, list[tuple[str, Row]]] = defaultdict(list)
-    for row in t.prior_transactions:
-        by_wo[row.get("work_order_id", "")].append(
-            (f"stored transaction_id={row.get('transaction_id')}", row)
+    def _references(
+        self, start: int, types: list[str], tenants: list[str], refs: Cells, payments: Cells
+    ) -> None:
+        """A (tenant, reference) names one top-up; a payment id pays once."""
+        topups, last = self._topups, self._topup_last
+        for k, typ, tenant, ref in zip(count(start), types, tenants, refs):
+            if ref and typ == TOPUP:
+                first = topups.setdefault((tenant, ref), k)
+                if first != k:
+                    last[(tenant, ref)] = k
+                    self._out["topup-reference"].append(
+                        Violation(
+                            "topup-reference",
+                            f"tenant {tenant}: reference {ref!r} is used by more than one TOPUP",
+                            (self.tx_ref(first), self.tx_ref(k)),
+                        )
+                    )
+        for k, pid in zip(count(start), payments):
+            if pid:
+                first = self._payments.setdefault(ids.fold(pid), k)
+                if first != k:
+                    self._out["payment-id"].append(
+                        Violation(
+                            "payment-id",
+                            f"payment_id {pid!r} is used by more than one transaction",
+                            (self.tx_ref(first), self.tx_ref(k)),
+                        )
+                    )
+
+    def topup_references(self) -> dict[tuple[str, str], str]:
+        """(tenant, reference) -> the transaction id of its (last) TOPUP, as
+        ``topup_references.csv`` must hold it."""
+        values = self._tx_ids.values
+        out = {key: values[k] for key, k in self._topups.items()}
+        out.update((key, values[k]) for key, k in self._topup_last.items())
+        return out
+
+    def transaction(self, tx_id: str) -> tuple[str, str] | None:
+        """(type, work order) of a fed transaction, or None."""
+        k = self._tx_index.get(tx_id)
+        return None if k is None else (self._tx_type[k], self._tx_wo[k])
+
+    # ------------------------------------------------------------ module runs
+    def add_module_runs(self, rows: Sequence[Cells]) -> None:
+        """Feed module_runs_log rows (``RUN_COLUMNS`` order), after the transactions."""
+        if self._runs is None:
+            self._runs = {
+                wo: {} for typ, wo in zip(self._tx_type, self._tx_wo, strict=True) if typ == REFUND
+            }
+        runs = self._runs
+        for row in rows:
+            mine = runs.get(row[M_WO])
+            if mine is not None:
+                mine[row[M_RUN]] = row
+
+    # ------------------------------------------------------------ items
+    def add_items(self, rows: Sequence[Cells]) -> None:
+        """Feed transaction item rows (``ITEM_COLUMNS`` order), after the transactions."""
+        if not rows:
+            return
+        start = len(self._item_tx)
+        cols = list(zip(*rows, strict=True))
+        self._out["ids"] += self._item_ids.add(cols[I_ID], self.item_ref)
+        kinds = cols[I_KIND]
+        fields_ok = set(kinds) <= _ITEM_KINDS_ALL and all(
+            map(_PLAIN_INT.fullmatch, cols[I_AMOUNT] + cols[I_LINE])
         )
-    for i, row in enumerate(t.transactions):
-        by_wo[row.get("work_order_id", "")].append(
-            (_ref(bt.TRANSACTIONS, i, row, "transaction_id", t), row)
-        )
-    for wo, rows in by_wo.items():
-        out += _work_order_violations(wo, rows)
-    return out
+        if not fields_ok:
+            self._item_fields(rows, start)
+        if len(self._item_sum) < len(self._tx_type):
+            self._item_sum += [0] * (len(self._tx_type) - len(self._item_sum))
+        amounts = _ints(cols[I_AMOUNT])
+        owners = list(map(self._tx_index.get, cols[I_TX]))
+        self._item_links(start, owners, kinds, amounts, cols[I_TX])
+        if not set(kinds).isdisjoint(_PROMO_KINDS):
+            self._promos(rows, amounts)
+        if "MODULE_REFUND" in kinds:
+            self._refund_lines(start, rows, owners)
 
+    def _item_fields(self, rows: Sequence[Cells], start: int) -> None:
+        out = self._out["fields"]
+        for i, row in enumerate(rows, start):
+            if row[I_KIND] not in _ITEM_KINDS_ALL:
+                out.append(
+                    Violation(
+                        "field", f"kind {row[I_KIND]!r} is not an item kind", (self.item_ref(i),)
+                    )
+                )
+            for col, j in (("amount_credits", I_AMOUNT), ("line_no", I_LINE)):
+                if _int(row[j]) is None:
+                    out.append(
+                        Violation(
+                            "field", f"{col} {row[j]!r} is not an integer", (self.item_ref(i),)
+                        )
+                    )
 
-def _work_order_violations(wo: str, rows: list[tuple[str, Row]]) -> list[Violation]:
-    """One work order's transactions: the SPEND/REFUND pairing rules."""
-    if not wo:
-        bad = tuple(ref for ref, r in rows if r.get("type") in ("SPEND", "REFUND"))
-        return [Violation("work-order", "SPEND/REFUND without a work_order_id", bad)] if bad else []
-    kinds = [r.get("type") for _, r in rows]
-    refs = tuple(ref for ref, _ in rows)
-    spends = [r for _, r in rows if r.get("type") == "SPEND"]
-    refunds = [r for _, r in rows if r.get("type") == "REFUND"]
-    found: list[str] = []
-    if len(spends) > 1:
-        found.append(f"work order {wo} has {len(spends)} SPEND transactions")
-    if len(refunds) > 1:
-        found.append(f"work order {wo} has {len(refunds)} REFUND transactions")
-    if refunds and not spends:
-        found.append(f"work order {wo} has a REFUND but no SPEND")
-    if spends and refunds and kinds.index("REFUND") < kinds.index("SPEND"):
-        found.append(f"work order {wo}: REFUND before SPEND")
-    if len({r.get("tenant_id") for _, r in rows}) > 1:
-        found.append(f"work order {wo} is charged to more than one tenant")
-    if spends and refunds:
-        s, r = _int(spends[0].get("amount_credits")), _int(refunds[0].get("amount_credits"))
-        if s is not None and r is not None and r > -s:
-            found.append(f"work order {wo}: REFUND {r} exceeds SPEND {-s}")
-    return [Violation("work-order", message, refs) for message in found]
+    def _item_links(
+        self,
+        start: int,
+        owners: list[int | None],
+        kinds: Cells,
+        amounts: list[int | None],
+        tx_ids: Cells,
+    ) -> None:
+        """Items belong to a transaction, have a fitting kind and sign; sums per transaction."""
+        types, sums, links = self._tx_type, self._item_sum, self._item_tx
+        for i, k, kind, n in zip(count(start), owners, kinds, amounts):
+            if k is None:
+                links.append(-1)
+                self._out["items"].append(
+                    Violation(
+                        "item-orphan",
+                        f"item names transaction {tx_ids[i - start]!r}, which does not exist",
+                        (self.item_ref(i),),
+                    )
+                )
+                continue
+            typ = types[k]
+            if (typ, kind) not in _KIND_FITS and typ in _ITEM_KINDS:
+                self._out["items"].append(
+                    Violation(
+                        "item-kind", f"{kind} item on a {typ} transaction", (self.item_ref(i),)
+                    )
+                )
+            if n is None:
+                links.append(-2)
+                continue
+            if (n > 0) if kind in _PROMO_KINDS else (n < 0):
+                self._out["items"].append(
+                    Violation("item-sign", f"{kind} item has amount {n}", (self.item_ref(i),))
+                )
+            sums[k] += n
+            links.append(k)
 
+    def _promos(self, rows: Sequence[Cells], amounts: list[int | None]) -> None:
+        for row, n in zip(rows, amounts, strict=True):
+            if row[I_KIND] in _PROMO_KINDS and n is not None:
+                ev = "APPLIED" if row[I_KIND] == "PROMO" else "REFUNDED"
+                self._promo_items[(row[I_TX], row[I_PROMO], ev)] += -n
 
-def check_redemptions(t: LedgerTables) -> list[Violation]:
-    """APPLIED/REFUNDED events equal the PROMO/PROMO_REVERSAL items of their transaction."""
-    out: list[Violation] = []
-    txs = {row.get("transaction_id", ""): row for row in t.transactions}
-    from_items: dict[tuple[str, str, str], int] = defaultdict(int)
-    for row in t.items:
-        kind = row.get("kind")
-        n = _int(row.get("amount_credits"))
-        if kind in ("PROMO", "PROMO_REVERSAL") and n is not None:
-            ev = "APPLIED" if kind == "PROMO" else "REFUNDED"
-            from_items[(row.get("transaction_id", ""), row.get("promo_code", ""), ev)] += -n
-    from_events: dict[tuple[str, str, str], int] = defaultdict(int)
-    counts: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for i, row in enumerate(t.redemptions):
-        ref = _ref(bt.PROMOTION_REDEMPTIONS, i, row, "redemption_id", t)
-        tx_id, ev = row.get("transaction_id", ""), row.get("event", "")
-        tx = txs.get(tx_id)
-        if tx is None:
+    def _refund_lines(self, start: int, rows: Sequence[Cells], owners: list[int | None]) -> None:
+        types = self._tx_type
+        for i, row, k in zip(count(start), rows, owners):
+            if k is not None and row[I_KIND] == "MODULE_REFUND" and types[k] == REFUND:
+                self._refunded.setdefault(row[I_TX], {})[row[I_RUN]] = (i, row[I_MODULE])
+
+    # ------------------------------------------------------------ redemptions
+    def add_redemptions(self, rows: Sequence[Cells]) -> None:
+        """Feed promotion redemption rows (``REDEMPTION_COLUMNS`` order), after the items."""
+        if not rows:
+            return
+        start = len(self._red_ids.values)
+        cols = list(zip(*rows, strict=True))
+        self._out["ids"] += self._red_ids.add(cols[R_ID], self.red_ref)
+        for i, row in enumerate(rows, start):
+            self._redemption(i, row)
+
+    def _redemption(self, i: int, row: Cells) -> None:
+        ref, fields, out = (self.red_ref(i),), self._out["fields"], self._out["redemption"]
+        if row[R_EVENT] not in _EVENTS:
+            fields.append(
+                Violation("field", f"event {row[R_EVENT]!r} is not APPLIED or REFUNDED", ref)
+            )
+        n = _int(row[R_AMOUNT])
+        if n is None or n < 0:
+            fields.append(
+                Violation("field", f"amount_credits {row[R_AMOUNT]!r} is not an integer >= 0", ref)
+            )
+        tx_id, ev = row[R_TX], row[R_EVENT]
+        k = self._tx_index.get(tx_id)
+        if k is None:
             out.append(
                 Violation(
                     "redemption",
                     f"redemption names transaction {tx_id!r}, which does not exist",
-                    (ref,),
+                    ref,
                 )
             )
-            continue
-        want = "SPEND" if ev == "APPLIED" else "REFUND"
-        if tx.get("type") != want:
+            return
+        typ = self._tx_type[k]
+        if typ != (SPEND if ev == "APPLIED" else REFUND):
+            out.append(Violation("redemption", f"{ev} event on a {typ} transaction", ref))
+        if self._tx_tenant[k] != row[R_TENANT] or self._tx_wo[k] != row[R_WO]:
             out.append(
-                Violation("redemption", f"{ev} event on a {tx.get('type')} transaction", (ref,))
+                Violation("redemption", "tenant/work order differ from its transaction's", ref)
             )
-        if tx.get("tenant_id") != row.get("tenant_id") or tx.get("work_order_id") != row.get(
-            "work_order_id"
-        ):
-            out.append(
-                Violation("redemption", "tenant/work order differ from its transaction's", (ref,))
-            )
-        key = (tx_id, row.get("promo_code", ""), ev)
-        from_events[key] += _int(row.get("amount_credits")) or 0
-        counts[key].append(ref)
-    for key, refs in counts.items():
-        if len(refs) > 1:
-            out.append(
-                Violation(
-                    "redemption",
-                    f"promo {key[1]}: {len(refs)} {key[2]} events in transaction {key[0]}",
-                    tuple(refs),
+        key = (tx_id, row[R_PROMO], ev)
+        self._events[key] += n or 0
+        self._event_rows[key].append(i)
+
+    # ------------------------------------------------------------ the end
+    def finish(
+        self,
+        tenants_credits: Sequence[Row] = (),
+        open_work_orders: Sequence[Row] = (),
+        now: str = "",
+        unsettled_alert_hours: float | None = None,
+    ) -> list[Violation]:
+        """Every violation, check by check (the cross-row checks are decided here)."""
+        self._out["balance"] += self._balances(tenants_credits)
+        self._out["items"] += self._item_sums()
+        self._out["work-order"] += self._work_order_violations()
+        self._out["redemption"] += self._redemption_totals()
+        self._out["unsettled"] += _unsettled(open_work_orders, now, unsettled_alert_hours)
+        self._out["refund"] += self._refund_outcomes()
+        return [v for stage in STAGES for v in self._out[stage]]
+
+    def _balances(self, tenants_credits: Sequence[Row]) -> list[Violation]:
+        """tenants_credits.csv holds exactly the sum of each tenant's transactions."""
+        out: list[Violation] = []
+        sums = self._sums
+        stated: dict[str, int] = {}
+        for i, row in enumerate(tenants_credits):
+            tenant = row.get("tenant_id", "")
+            ref = (f"{bt.TENANTS_CREDITS} line {i + 2} tenant_id={tenant}",)
+            n = _int(row.get("balance_credits"))
+            if n is None:
+                value = row.get("balance_credits")
+                out.append(Violation("field", f"balance_credits {value!r} is not an integer", ref))
+                continue
+            if tenant in stated:
+                out.append(Violation("balance", f"tenant {tenant} has two rows", ref))
+            stated[tenant] = n
+            if n != sums.get(tenant, 0):
+                out.append(
+                    Violation(
+                        "balance",
+                        f"tenant {tenant}: balance_credits {n} but its transactions sum to "
+                        f"{sums.get(tenant, 0)}",
+                        ref,
+                    )
                 )
-            )
-    for key in sorted(set(from_items) | set(from_events)):
-        a, b = from_items.get(key, 0), from_events.get(key, 0)
-        if a != b or (a and key not in counts):
-            tx_id, code, ev = key
-            out.append(
-                Violation(
-                    "redemption",
-                    f"transaction {tx_id} promo {code}: items give {a}, {ev} events say {b}",
-                    tuple(counts.get(key, [])),
+        for tenant, total in sums.items():
+            if tenant not in stated and total != 0:
+                out.append(
+                    Violation(
+                        "balance",
+                        f"tenant {tenant} has transactions summing to {total} but no row in "
+                        f"{bt.TENANTS_CREDITS}",
+                    )
                 )
+        return out
+
+    def _item_sums(self) -> list[Violation]:
+        """Items of a transaction sum to |amount_credits|."""
+        sums, amounts = self._item_sum, self._tx_amount
+        sums += [0] * (len(amounts) - len(sums))
+        bad = [
+            (tx_id, k)
+            for tx_id, k in self._tx_index.items()
+            if amounts[k] is not None and sums[k] != abs(amounts[k])  # type: ignore[arg-type]
+        ]
+        if not bad:
+            return []
+        wanted = {k for _, k in bad}
+        mine: dict[int, list[str]] = defaultdict(list)
+        for i, k in enumerate(self._item_tx):
+            if k in wanted:
+                mine[k].append(self.item_ref(i))
+        return [
+            Violation(
+                "items-sum",
+                f"transaction {tx_id}: items sum to {sums[k]}, |amount_credits| is "
+                f"{abs(amounts[k])}",  # type: ignore[arg-type]
+                (self.tx_ref(k), *mine[k]),
             )
-    return out
+            for tx_id, k in bad
+        ]
 
+    def _work_order_violations(self) -> list[Violation]:
+        """At most one SPEND and one REFUND per work order, REFUND after and within the SPEND."""
+        found: list[tuple[str, str]] = []
+        for wo, st in self._wos.items():
+            if st is not None:
+                found += [(wo, message) for message in st.problems(wo)]
+            elif self._no_wo:
+                found.append(("", "SPEND/REFUND without a work_order_id"))
+        if not found:
+            return []
+        wanted = {wo for wo, _ in found}
+        refs: dict[str, list[str]] = {wo: list(self._prior_refs.get(wo, [])) for wo in wanted}
+        refs[""] = [self.tx_ref(k) for k in self._no_wo]
+        for k, wo in enumerate(self._tx_wo):
+            if wo and wo in wanted:
+                refs[wo].append(self.tx_ref(k))
+        return [Violation("work-order", message, tuple(refs[wo])) for wo, message in found]
 
-def check_topup_references(t: LedgerTables) -> list[Violation]:
-    """A (tenant, reference) names one top-up: a second TOPUP with it is a double credit."""
-    out: list[Violation] = []
-    first: dict[tuple[str, str], str] = {}
-    for i, row in enumerate(t.transactions):
-        ref = row.get("reference", "")
-        if row.get("type") != "TOPUP" or not ref:
-            continue
-        key = (row.get("tenant_id", ""), ref)
-        here = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
-        if key in first:
-            out.append(
-                Violation(
-                    "topup-reference",
-                    f"tenant {key[0]}: reference {ref!r} is used by more than one TOPUP",
-                    (first[key], here),
+    def _redemption_totals(self) -> list[Violation]:
+        """APPLIED/REFUNDED events equal the PROMO/PROMO_REVERSAL items of their transaction."""
+        out: list[Violation] = []
+        rows = self._event_rows
+        for key, found in rows.items():
+            if len(found) > 1:
+                out.append(
+                    Violation(
+                        "redemption",
+                        f"promo {key[1]}: {len(found)} {key[2]} events in transaction {key[0]}",
+                        tuple(map(self.red_ref, found)),
+                    )
                 )
-            )
-        first.setdefault(key, here)
-    return out
-
-
-def check_payment_ids(t: LedgerTables) -> list[Violation]:
-    """A payment pays once: one payment id on two transactions is one payment counted twice."""
-    out: list[Violation] = []
-    first: dict[str, str] = {}
-    for i, row in enumerate(t.transactions):
-        pid = row.get("payment_id", "")
-        if not pid:
-            continue
-        here = _ref(bt.TRANSACTIONS, i, row, "transaction_id", t)
-        if ids.fold(pid) in first:
-            out.append(
-                Violation(
-                    "payment-id",
-                    f"payment_id {pid!r} is used by more than one transaction",
-                    (first[ids.fold(pid)], here),
+        for key in sorted(set(self._promo_items) | set(self._events)):
+            a, b = self._promo_items.get(key, 0), self._events.get(key, 0)
+            if a != b or (a and key not in rows):
+                tx_id, code, ev = key
+                out.append(
+                    Violation(
+                        "redemption",
+                        f"transaction {tx_id} promo {code}: items give {a}, {ev} events say {b}",
+                        tuple(map(self.red_ref, rows.get(key, []))),
+                    )
                 )
-            )
-        first.setdefault(ids.fold(pid), here)
-    return out
+        return out
+
+    def _refund_outcomes(self) -> list[Violation]:
+        """REFUND lines agree with the recorded module outcomes and the reason policy: a
+        module line is refunded exactly when its run FAILED or was SKIPPED with a
+        refundable reason."""
+        if not self._runs or not any(self._runs.values()):
+            return []
+        out: list[Violation] = []
+        values, seen = self._tx_ids.values, set()
+        for k, typ in enumerate(self._tx_type):
+            if typ != REFUND or values[k] in seen:
+                continue
+            seen.add(values[k])
+            runs = self._runs.get(self._tx_wo[self._tx_index[values[k]]], {})
+            if runs:  # outcomes recorded with this REFUND (older ledgers may lack them)
+                out += self._refund_disagreements(self._refunded.get(values[k], {}), runs)
+        return out
+
+    def _refund_disagreements(
+        self, refunded: dict[str, tuple[int, str]], runs: dict[str, Cells]
+    ) -> list[Violation]:
+        out: list[Violation] = []
+        policy = self.refundable
+        for run_id, (i, mid) in refunded.items():
+            run, ref = runs.get(run_id), (self.item_ref(i),)
+            if run is None:
+                out.append(
+                    Violation("refund-outcome", f"module {mid} refunded, no recorded outcome", ref)
+                )
+            elif run[M_STATUS] not in _NOT_DELIVERED:
+                out.append(
+                    Violation("refund-outcome", f"module {mid} refunded but {run[M_STATUS]}", ref)
+                )
+            elif policy is not None and policy(run[M_REASON]) is False:
+                out.append(
+                    Violation(
+                        "refund-policy",
+                        f"module {mid} refunded but reason {run[M_REASON]} is not refundable",
+                        ref,
+                    )
+                )
+        for run_id, run in runs.items():
+            code = run[M_REASON]
+            owed = run[M_STATUS] in _NOT_DELIVERED and policy is not None
+            if owed and run_id not in refunded and policy(code):  # type: ignore[misc]
+                out.append(
+                    Violation(
+                        "refund-policy",
+                        f"work order {run[M_WO]}: module {run[M_MODULE]} "
+                        f"{run[M_STATUS]} with refundable reason {code}, not refunded",
+                        (f"{bt.MODULE_RUNS_LOG} module_run_id={run_id}",),
+                    )
+                )
+        return out
 
 
-def check_unsettled(t: LedgerTables) -> list[Violation]:
+def _unsettled(
+    open_work_orders: Sequence[Row], now_iso: str, alert_hours: float | None
+) -> list[Violation]:
     """Work orders charged longer ago than ``unsettled_alert_hours`` and still RUNNING."""
-    if t.unsettled_alert_hours is None or not t.now:
+    if alert_hours is None or not now_iso:
         return []
-    now = clock.parse_iso(t.now)
+    now = clock.parse_iso(now_iso)
     out: list[Violation] = []
-    for row in t.open_work_orders:
+    for row in open_work_orders:
         try:
             started = clock.parse_iso(row.get("started_at", ""))
         except WorkmillError:
             continue  # a malformed log row is the field checks' business
         hours = (now - started).total_seconds() / 3600
-        if hours > t.unsettled_alert_hours:
-            age = f"{hours:.0f} h"
+        if hours > alert_hours:
             out.append(
                 Violation(
                     "unsettled",
                     f"work order {row.get('work_order_id')} of tenant {row.get('tenant_id')} "
-                    f"has been RUNNING for {age} (alert after {t.unsettled_alert_hours:g} h): "
+                    f"has been RUNNING for {hours:.0f} h (alert after {alert_hours:g} h): "
                     "charged, never refunded; run `workmill run` to finish it",
                     (f"SPEND transaction_id={row.get('spend_transaction_id', '')}",),
                 )
@@ -484,93 +836,18 @@ def check_unsettled(t: LedgerTables) -> list[Violation]:
     return out
 
 
-_NOT_DELIVERED = ("FAILED", "SKIPPED")
-
-
-def _refund_runs(t: LedgerTables) -> dict[str, dict[str, tuple[str, Row]]]:
-    """REFUND transaction id -> module_run_id -> (item reference, MODULE_REFUND item)."""
-    refunds = {r.get("transaction_id", "") for r in t.transactions if r.get("type") == "REFUND"}
-    out: dict[str, dict[str, tuple[str, Row]]] = {tx: {} for tx in refunds}
-    for i, row in enumerate(t.items):
-        tx = row.get("transaction_id", "")
-        if tx in out and row.get("kind") == "MODULE_REFUND":
-            ref = _ref(bt.TRANSACTION_ITEMS, i, row, "transaction_item_id", t)
-            out[tx][row.get("module_run_id", "")] = (ref, row)
-    return out
-
-
-def _refund_disagreements(
-    refunded: dict[str, tuple[str, Row]], runs: dict[str, Row], t: LedgerTables
-) -> list[Violation]:
-    out: list[Violation] = []
-    for run_id, (ref, item) in refunded.items():
-        run = runs.get(run_id)
-        mid = item.get("module_id", "")
-        if run is None:
-            out.append(
-                Violation("refund-outcome", f"module {mid} refunded, no recorded outcome", (ref,))
-            )
-        elif run.get("status") not in _NOT_DELIVERED:
-            out.append(
-                Violation("refund-outcome", f"module {mid} refunded but {run['status']}", (ref,))
-            )
-        elif t.refundable is not None and t.refundable(run.get("reason_code", "")) is False:
-            out.append(
-                Violation(
-                    "refund-policy",
-                    f"module {mid} refunded but reason {run.get('reason_code')} is not refundable",
-                    (ref,),
-                )
-            )
-    for run_id, run in runs.items():
-        code = run.get("reason_code", "")
-        owed = run.get("status") in _NOT_DELIVERED and t.refundable is not None
-        if owed and run_id not in refunded and t.refundable(code):  # type: ignore[misc]
-            out.append(
-                Violation(
-                    "refund-policy",
-                    f"work order {run.get('work_order_id')}: module {run.get('module_id')} "
-                    f"{run.get('status')} with refundable reason {code}, not refunded",
-                    (f"{bt.MODULE_RUNS_LOG} module_run_id={run_id}",),
-                )
-            )
-    return out
-
-
-def check_refund_outcomes(t: LedgerTables) -> list[Violation]:
-    """REFUND lines agree with the recorded module outcomes and the reason policy: a module
-    line is refunded exactly when its run FAILED or was SKIPPED with a refundable reason."""
-    if not t.module_runs:
-        return []
-    by_wo: dict[str, dict[str, Row]] = defaultdict(dict)
-    for row in t.module_runs:
-        by_wo[row.get("work_order_id", "")][row.get("module_run_id", "")] = row
-    wo_of = {r.get("transaction_id", ""): r.get("work_order_id", "") for r in t.transactions}
-    out: list[Violation] = []
-    for tx, refunded in _refund_runs(t).items():
-        runs = by_wo.get(wo_of.get(tx, ""), {})
-        if runs:  # outcomes recorded with this REFUND (older ledgers may lack them)
-            out.extend(_refund_disagreements(refunded, runs, t))
-    return out
-
-
-CHECKS: tuple[Callable[[LedgerTables], list[Violation]], ...] = (
-    check_ids_and_fields,
-    check_balance_chains,
-    check_balances,
-    check_items,
-    check_work_orders,
-    check_redemptions,
-    check_topup_references,
-    check_payment_ids,
-    check_unsettled,
-    check_refund_outcomes,
-)
-
-
 def verify(t: LedgerTables) -> list[Violation]:
     """Run every check; an empty list means the ledger is sound."""
-    out: list[Violation] = []
-    for check in CHECKS:
-        out.extend(check(t))
-    return out
+    audit = Audit(
+        opening=t.opening,
+        prior_ids=t.prior_ids,
+        prior_transactions=t.prior_transactions,
+        row_offset=t.row_offset,
+        refundable=t.refundable,
+    )
+    audit.add_transactions(cells(t.transactions, TX_COLUMNS))
+    if t.module_runs:
+        audit.add_module_runs(cells(t.module_runs, RUN_COLUMNS))
+    audit.add_items(cells(t.items, ITEM_COLUMNS))
+    audit.add_redemptions(cells(t.redemptions, REDEMPTION_COLUMNS))
+    return audit.finish(t.tenants_credits, t.open_work_orders, t.now, t.unsettled_alert_hours)

@@ -160,6 +160,16 @@ class BillingState:
     def is_partitioned(self, table: str) -> bool:
         return table in PARTITIONED
 
+    @property
+    def where(self) -> str:
+        """What error messages put before an asset's name."""
+        return self._where
+
+    def asset_bytes(self, asset: str) -> bytes:
+        """An asset's bytes, not kept (a streaming reader must not hold the history)."""
+        cached = self._raw.get(asset)
+        return cached if cached is not None else self._read_asset(asset)
+
     def raw_asset(self, asset: str) -> bytes:
         if asset not in self._raw:
             self._raw[asset] = self._read_asset(asset)
@@ -825,10 +835,10 @@ class BillingState:
             )
         )
 
-    def _verify_open(self) -> list[Violation]:
+    def open_violations(self, want: list[Row]) -> list[Violation]:
+        """open_work_orders.csv against ``want`` (what the workorders_log gives)."""
         if OPEN_WORK_ORDERS not in self.manifest.tables:
             return []
-        want = wi.open_after([], self.stored_rows(bt.WORKORDERS_LOG))
         have = self.rows(OPEN_WORK_ORDERS)
         if want == have:
             return []
@@ -849,79 +859,97 @@ class BillingState:
         out: list[Violation] = []
         txs = self.stored_rows(bt.TRANSACTIONS)
         if self.index_ready:
-            want = wi.canonical(
-                wi.derive(
-                    log=self.stored_rows(bt.WORKORDERS_LOG),
-                    transactions=txs,
-                    items=self.stored_rows(bt.TRANSACTION_ITEMS),
-                    redemptions=self.stored_rows(bt.PROMOTION_REDEMPTIONS),
-                    tx_by_id={r.get("transaction_id", ""): r for r in txs},
-                    plans=self.stored_rows(bt.WORKORDER_PLANS),
-                )
-            )
-            have = wi.canonical(self.stored_rows(WORKORDER_INDEX))
-            for key in sorted(set(want) | set(have)):
-                if want.get(key) != have.get(key):
-                    wo, source = key
-                    out.append(
-                        Violation(
-                            "derived-index",
-                            f"{WORKORDER_INDEX}: work order {wo!r} {source} rows: index has "
-                            f"{len(have.get(key, []))}, the ledger tables give "
-                            f"{len(want.get(key, []))} (or they differ)",
-                            tuple(f"{WORKORDER_INDEX} {v}" for v in have.get(key, [])[:3]),
-                        )
-                    )
-            misplaced = [
-                p.key
-                for p in self.manifest.tables[WORKORDER_INDEX].partitions
-                if any(
-                    wi.bucket(r.get("work_order_id", "")) != p.group
-                    for r in self._parse_asset(WORKORDER_INDEX, p.asset)[1]
-                )
-            ]
-            if misplaced:
-                out.append(
-                    Violation(
-                        "derived-index",
-                        f"{WORKORDER_INDEX}: rows stored outside their bucket in {', '.join(misplaced)}",
-                    )
-                )
-        if self.promo_usage_ready:
-            want_u = {
-                k: v
-                for k, v in wi.usage_of(self.stored_rows(bt.PROMOTION_REDEMPTIONS)).items()
-                if v
-            }
-            have_u = {k: v for k, v in wi.usage_counter(self.rows(PROMO_USAGE)).items() if v}
-            for code, tenant in sorted(set(want_u) | set(have_u)):
-                a, b = have_u.get((code, tenant), 0), want_u.get((code, tenant), 0)
-                if a != b:
-                    out.append(
-                        Violation(
-                            "derived-promo-usage",
-                            f"{PROMO_USAGE}: promo {code} tenant {tenant}: {a} use(s) recorded, "
-                            f"the redemptions give {b}",
-                        )
-                    )
-        out.extend(self._verify_open())
+            out += self._index_violations(txs)
+        out += self.promo_usage_violations(self.stored_rows(bt.PROMOTION_REDEMPTIONS))
+        out += self.open_violations(wi.open_after([], self.stored_rows(bt.WORKORDERS_LOG)))
         want_refs = {
             (r.get("tenant_id", ""), r.get("reference", "")): r.get("transaction_id", "")
             for r in txs
             if r.get("type") == "TOPUP" and r.get("reference")
         }
+        have_refs = None
         if TOPUP_REFERENCES in self.manifest.tables:
             have_refs = {
                 (r.get("tenant_id", ""), r.get("reference", "")): r.get("transaction_id", "")
                 for r in self.stored_rows(TOPUP_REFERENCES)
             }
-            for key in sorted(set(want_refs) | set(have_refs)):
-                if want_refs.get(key) != have_refs.get(key):
-                    out.append(
-                        Violation(
-                            "derived-topup-reference",
-                            f"{TOPUP_REFERENCES}: tenant {key[0]} reference {key[1]!r}: index says "
-                            f"{have_refs.get(key) or 'none'}, transactions say {want_refs.get(key) or 'none'}",
-                        )
+        return out + self.topup_reference_violations(want_refs, have_refs)
+
+    def _index_violations(self, txs: list[Row]) -> list[Violation]:
+        out: list[Violation] = []
+        want = wi.canonical(
+            wi.derive(
+                log=self.stored_rows(bt.WORKORDERS_LOG),
+                transactions=txs,
+                items=self.stored_rows(bt.TRANSACTION_ITEMS),
+                redemptions=self.stored_rows(bt.PROMOTION_REDEMPTIONS),
+                tx_by_id={r.get("transaction_id", ""): r for r in txs},
+                plans=self.stored_rows(bt.WORKORDER_PLANS),
+            )
+        )
+        have = wi.canonical(self.stored_rows(WORKORDER_INDEX))
+        for key in sorted(set(want) | set(have)):
+            if want.get(key) != have.get(key):
+                wo, source = key
+                out.append(
+                    Violation(
+                        "derived-index",
+                        f"{WORKORDER_INDEX}: work order {wo!r} {source} rows: index has "
+                        f"{len(have.get(key, []))}, the ledger tables give "
+                        f"{len(want.get(key, []))} (or they differ)",
+                        tuple(f"{WORKORDER_INDEX} {v}" for v in have.get(key, [])[:3]),
                     )
+                )
+        misplaced = [
+            p.key
+            for p in self.manifest.tables[WORKORDER_INDEX].partitions
+            if any(
+                wi.bucket(r.get("work_order_id", "")) != p.group
+                for r in self._parse_asset(WORKORDER_INDEX, p.asset)[1]
+            )
+        ]
+        if misplaced:
+            out.append(
+                Violation(
+                    "derived-index",
+                    f"{WORKORDER_INDEX}: rows stored outside their bucket in {', '.join(misplaced)}",
+                )
+            )
         return out
+
+    def promo_usage_violations(self, redemptions: Sequence[Row]) -> list[Violation]:
+        """promo_usage.csv against what ``redemptions`` (every stored one) give."""
+        if not self.promo_usage_ready:
+            return []
+        out: list[Violation] = []
+        want_u = {k: v for k, v in wi.usage_of(redemptions).items() if v}
+        have_u = {k: v for k, v in wi.usage_counter(self.rows(PROMO_USAGE)).items() if v}
+        for code, tenant in sorted(set(want_u) | set(have_u)):
+            a, b = have_u.get((code, tenant), 0), want_u.get((code, tenant), 0)
+            if a != b:
+                out.append(
+                    Violation(
+                        "derived-promo-usage",
+                        f"{PROMO_USAGE}: promo {code} tenant {tenant}: {a} use(s) recorded, "
+                        f"the redemptions give {b}",
+                    )
+                )
+        return out
+
+    def topup_reference_violations(
+        self,
+        want_refs: Mapping[tuple[str, str], str],
+        have_refs: Mapping[tuple[str, str], str] | None,
+    ) -> list[Violation]:
+        """topup_references.csv (None: this revision has none) against the TOPUPs."""
+        if have_refs is None:
+            return []
+        return [
+            Violation(
+                "derived-topup-reference",
+                f"{TOPUP_REFERENCES}: tenant {key[0]} reference {key[1]!r}: index says "
+                f"{have_refs.get(key) or 'none'}, transactions say {want_refs.get(key) or 'none'}",
+            )
+            for key in sorted(set(want_refs) | set(have_refs))
+            if want_refs.get(key) != have_refs.get(key)
+        ]

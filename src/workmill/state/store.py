@@ -42,6 +42,7 @@ from workmill.fsio import atomic_write_bytes, sha256_bytes
 from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
 from workmill.state import chunking
+from workmill.state.audit import audit_state
 from workmill.state.billing_state import (
     DERIVED,
     PARTITIONED,
@@ -416,41 +417,9 @@ class BillingStore:
 
     # ------------------------------------------------------------ audit
     def verify(self, revision: int | None = None) -> list[Violation]:
-        """Integrity of the stored assets against the manifest, then every ledger invariant."""
-        state = self.load(revision)
-        out: list[Violation] = []
-        for name, ref in sorted(state.manifest.tables.items()):
-            for p in ref.partitions:
-                try:
-                    data = state.raw_asset(p.asset)
-                except NotFound:
-                    out.append(Violation("manifest", f"{name}: asset {p.asset} is missing"))
-                    continue
-                if sha256_bytes(data) != p.sha256:
-                    out.append(
-                        Violation(
-                            "manifest",
-                            f"{name}: asset {p.asset} sha256 differs from state_manifest.json",
-                        )
-                    )
-                    continue
-                try:
-                    n = len(parse_table(data, p.asset, columns_of(name))[1])
-                except SpecError as exc:
-                    out.append(Violation("table", str(exc)))
-                    continue
-                if n != p.rows:
-                    out.append(
-                        Violation(
-                            "manifest",
-                            f"{name}: asset {p.asset} has {n} rows, manifest says {p.rows}",
-                        )
-                    )
-        if out:
-            return out
-        out.extend(state.verify_all())
-        out.extend(state.verify_derived())
-        return out
+        """Integrity of the stored assets against the manifest, then every ledger invariant
+        (``workmill.state.audit``: each partition read once, streamed)."""
+        return audit_state(self.load(revision))
 
 
 _ADMIN_PARSERS: dict[str, Callable[[list[dict[str, str]], str], object]] = {

@@ -1,0 +1,290 @@
+"""The full audit of one stored revision (``workmill ledger verify``), streamed.
+
+Every partition of every table is read once and parsed once: its sha256 and row
+count are checked against the manifest, then its rows are fed to the ledger checks
+(``workmill.ledger.verify.Audit``) and to the derived-table checks, and dropped. So
+memory holds one partition's rows plus the checks' compact per-id state, not the
+history (docs/architecture.md "Ledger verification").
+
+The derived work-order index is checked without building it: each side (the index
+as stored; the rows the ledger tables give) is reduced to one sha256 per (bucket,
+source) over the rows' CSV text in order. Equal digests mean equal rows; any
+difference (or anything unusual, e.g. an unknown source) falls back to the exact
+row-by-row comparison, which names what differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+
+from workmill import billing_tables as bt
+from workmill import clock
+from workmill.errors import NotFound, SpecError
+from workmill.fsio import sha256_bytes
+from workmill.ledger.verify import (
+    ITEM_COLUMNS,
+    REDEMPTION_COLUMNS,
+    RUN_COLUMNS,
+    TX_COLUMNS,
+    Audit,
+    Violation,
+)
+from workmill.state import workorder_index as wi
+from workmill.state.billing_state import TOPUP_REFERENCES, BillingState, columns_of
+from workmill.state.manifest import PartitionRef
+from workmill.tables import parse_rows
+
+# ledger tables first, in the order the checks need them; every other table after
+FEED_ORDER = (
+    bt.TRANSACTIONS,
+    bt.MODULE_RUNS_LOG,
+    bt.TRANSACTION_ITEMS,
+    bt.PROMOTION_REDEMPTIONS,
+    bt.WORKORDERS_LOG,
+    bt.WORKORDER_PLANS,
+    wi.WORKORDER_INDEX,
+    TOPUP_REFERENCES,
+)
+_FED = {
+    bt.TRANSACTIONS: TX_COLUMNS,
+    bt.MODULE_RUNS_LOG: RUN_COLUMNS,
+    bt.TRANSACTION_ITEMS: ITEM_COLUMNS,
+    bt.PROMOTION_REDEMPTIONS: REDEMPTION_COLUMNS,
+}
+_SOURCE_CODE = {table: code for code, table in wi.SOURCES.items()}
+_WIDTH = len(wi.VALUE_COLUMNS)
+
+
+def _render(values: Sequence[str]) -> str:
+    """One row as the csv module writes it (the canonical text both index sides use)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()[:-1]
+
+
+@dataclass
+class _IndexDigests:
+    """sha256 per (bucket, source) of index rows' text, in order, for one side."""
+
+    lines: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    digests: dict[tuple[str, str], hashlib._Hash] = field(default_factory=dict)
+
+    def flush(self) -> None:
+        for key, lines in self.lines.items():
+            h = self.digests.get(key)
+            if h is None:
+                h = self.digests[key] = hashlib.sha256()
+            h.update(("\n".join(lines) + "\n").encode())
+        self.lines = {}
+
+    def result(self) -> dict[tuple[str, str], str]:
+        self.flush()
+        return {k: h.hexdigest() for k, h in self.digests.items()}
+
+
+class _Derived:
+    """What the derived tables must hold, built while the ledger tables stream past."""
+
+    def __init__(self, audit: Audit) -> None:
+        self.audit = audit
+        self.want = _IndexDigests()
+        self.have = _IndexDigests()
+        self.exact = True  # False: the digests cannot decide; compare row by row
+        self._bucket: dict[str, str] = {}
+        self._open: dict[tuple[str, str], dict[str, str]] = {}
+        self.redemptions: list[dict[str, str]] = []
+        self.topup_refs: dict[tuple[str, str], str] = {}
+
+    def bucket(self, wo: str) -> str:
+        b = self._bucket.get(wo)
+        if b is None:
+            b = self._bucket[wo] = wi.bucket(wo)
+        return b
+
+    def source_rows(
+        self, table: str, header: list[str], rows: list[list[str]], plain: bool
+    ) -> None:
+        """Index rows these source rows give (``wi.derive``), into the wanted digests."""
+        code = _SOURCE_CODE[table]
+        cols = wi.INDEXED[table]
+        wo_at = -1 if table == bt.TRANSACTION_ITEMS else header.index("work_order_id")
+        shortcut = plain and tuple(header) == cols[: len(header)]
+        pad = "," * (_WIDTH - len(header))
+        lines = self.want.lines
+        for row in rows:
+            wo = row[wo_at] if wo_at >= 0 else self._item_work_order(header, row)
+            if not wo:
+                continue
+            if shortcut:
+                line = f"{wo},{code},{','.join(row)}{pad}"
+            else:
+                enc = wi.encode(wo, table, dict(zip(header, row, strict=True)))
+                line = _render([wo, code, *(enc[c] for c in wi.VALUE_COLUMNS)])
+            key = (self.bucket(wo), code)
+            found = lines.get(key)
+            if found is None:
+                lines[key] = [line]
+            else:
+                found.append(line)
+        self.want.flush()
+
+    def log_rows(self, header: list[str], rows: list[list[str]]) -> None:
+        """Work orders whose latest log row is RUNNING (``wi.open_after``, streamed)."""
+        t, w, s = (header.index(c) for c in ("tenant_id", "work_order_id", "status"))
+        at = [header.index(c) for c in wi.OPEN_COLUMNS]
+        cur = self._open
+        for r in rows:
+            if r[s] == "RUNNING":
+                cur[(r[t], r[w])] = {c: r[j] for c, j in zip(wi.OPEN_COLUMNS, at, strict=True)}
+            else:
+                cur.pop((r[t], r[w]), None)
+
+    def open_work_orders(self) -> list[dict[str, str]]:
+        return [self._open[k] for k in sorted(self._open)]
+
+    def _item_work_order(self, header: list[str], row: list[str]) -> str:
+        tx = self.audit.transaction(row[header.index("transaction_id")])
+        return tx[1] if tx is not None and tx[0] == "SPEND" else ""
+
+    def index_rows(self, group: str, text: str, header: list[str], rows: list[list[str]]) -> None:
+        """Stored index rows of one partition, into the stored digests."""
+        if tuple(header) != wi.WORKORDER_INDEX_COLUMNS:
+            self.exact = False
+            return
+        plain = not any(c in text for c in ('"', "\r", "\0"))
+        lines = self.have.lines
+        for row in rows:
+            line = ",".join(row) if plain else _render(row)
+            key = (group, row[1])
+            found = lines.get(key)
+            if found is None:
+                lines[key] = [line]
+            else:
+                found.append(line)
+        self.have.flush()
+
+    def same_index(self) -> bool:
+        return self.exact and self.want.result() == self.have.result()
+
+
+@dataclass
+class _Integrity:
+    problems: list[tuple[str, int, Violation]] = field(default_factory=list)
+
+    def add(self, table: str, pos: int, message: str, check: str = "manifest") -> None:
+        self.problems.append((table, pos, Violation(check, message)))
+
+    def sorted(self) -> list[Violation]:
+        return [v for _, _, v in sorted(self.problems, key=lambda p: (p[0], p[1]))]
+
+
+def _partitions(state: BillingState, table: str) -> list[tuple[int, PartitionRef]]:
+    """(position in the manifest, partition) in key order (the table's row order)."""
+    ref = state.manifest.tables[table]
+    return sorted(enumerate(ref.partitions), key=lambda p: p[1].key)
+
+
+def _read(
+    state: BillingState, table: str, pos: int, p: PartitionRef, bad: _Integrity
+) -> tuple[str, list[str], list[list[str]]] | None:
+    """One partition checked against the manifest and parsed, or None (reported)."""
+    try:
+        data = state.asset_bytes(p.asset)
+    except NotFound:
+        bad.add(table, pos, f"{table}: asset {p.asset} is missing")
+        return None
+    if sha256_bytes(data) != p.sha256:
+        bad.add(table, pos, f"{table}: asset {p.asset} sha256 differs from state_manifest.json")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    try:
+        header, rows = parse_rows(data, f"{state.where}{p.asset}", columns_of(table))
+    except SpecError as exc:
+        bad.add(table, pos, str(exc), check="table")
+        return None
+    if len(rows) != p.rows:
+        bad.add(
+            table, pos, f"{table}: asset {p.asset} has {len(rows)} rows, manifest says {p.rows}"
+        )
+        return None
+    return text, header, rows
+
+
+def _feeder(audit: Audit, table: str) -> Callable[[Sequence[Sequence[str]]], None] | None:
+    return {
+        bt.TRANSACTIONS: audit.add_transactions,
+        bt.MODULE_RUNS_LOG: audit.add_module_runs,
+        bt.TRANSACTION_ITEMS: audit.add_items,
+        bt.PROMOTION_REDEMPTIONS: audit.add_redemptions,
+    }.get(table)
+
+
+def _feed(
+    audit: Audit,
+    derived: _Derived,
+    table: str,
+    group: str,
+    part: tuple[str, list[str], list[list[str]]],
+) -> None:
+    text, header, rows = part
+    feed = _feeder(audit, table)
+    if feed is not None and rows:
+        pick = itemgetter(*(header.index(c) for c in _FED[table]))
+        feed(list(map(pick, rows)))
+    if table in wi.INDEXED:
+        plain = not any(c in text for c in ('"', "\\", "\r", "\0"))
+        derived.source_rows(table, header, rows, plain)
+    if table == bt.WORKORDERS_LOG:
+        derived.log_rows(header, rows)
+    elif table == bt.PROMOTION_REDEMPTIONS:
+        derived.redemptions += [dict(zip(header, r, strict=True)) for r in rows]
+    elif table == wi.WORKORDER_INDEX:
+        derived.index_rows(group, text, header, rows)
+    elif table == TOPUP_REFERENCES:
+        at = header.index("tenant_id"), header.index("reference"), header.index("transaction_id")
+        derived.topup_refs.update(((r[at[0]], r[at[1]]), r[at[2]]) for r in rows)
+
+
+def audit_state(state: BillingState) -> list[Violation]:
+    """Integrity of every stored asset against the manifest, then every ledger and
+    derived-table invariant: what ``state.verify_all() + state.verify_derived()`` give
+    after the integrity pass, reading each partition once."""
+    audit = Audit(refundable=state.refundable)
+    derived = _Derived(audit)
+    bad = _Integrity()
+    tables = state.manifest.tables
+    for table in (*[t for t in FEED_ORDER if t in tables], *sorted(set(tables) - set(FEED_ORDER))):
+        for pos, p in _partitions(state, table):
+            part = _read(state, table, pos, p, bad)
+            if part is not None and not bad.problems:
+                _feed(audit, derived, table, p.group, part)
+    if bad.problems:
+        return bad.sorted()
+    out = audit.finish(
+        state.rows(bt.TENANTS_CREDITS),
+        state.open_work_orders(),
+        clock.now_iso(),
+        state.unsettled_alert_hours,
+    )
+    if state.index_ready and not derived.same_index():
+        return out + state.verify_derived()  # the exact comparison names what differs
+    return out + _derived_rest(state, audit, derived)
+
+
+def _derived_rest(state: BillingState, audit: Audit, derived: _Derived) -> list[Violation]:
+    """Promo counters, open work orders and top-up references against the ledger."""
+    out = state.promo_usage_violations(derived.redemptions)
+    out += state.open_violations(derived.open_work_orders())
+    out += state.topup_reference_violations(
+        audit.topup_references(),
+        derived.topup_refs if TOPUP_REFERENCES in state.manifest.tables else None,
+    )
+    return out
