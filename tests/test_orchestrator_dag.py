@@ -148,3 +148,64 @@ def test_scheduler__after_jobs_waits_for_a_possible_cache_writer():
     jobs = [Job("w1-001", "w1"), Job("w2-001", "w2", after_jobs=("w1-001",))]
     Scheduler(jobs, 2, run, lambda j, s: None).execute()
     assert order == ["w1-001", "w2-001"]
+
+
+def _prepared_run(jobs, max_parallel, outcomes=None):
+    """(events, skips): ("prep"|"run"|"done", key) in order, from one execute."""
+    events, skips = [], {}
+    lock = threading.Lock()
+
+    def note(kind, key):
+        with lock:
+            events.append((kind, key))
+
+    def run(job):
+        note("run", job.key)
+        time.sleep(0.02)
+        note("done", job.key)
+        return (outcomes or {}).get(job.key, OK)
+
+    Scheduler(
+        jobs,
+        max_parallel,
+        run,
+        lambda j, s: skips.__setitem__(j.key, s.reason),
+        prepare=lambda job: note("prep", job.key),
+    ).execute()
+    return events, skips
+
+
+def test_scheduler__prepares_the_next_job_of_a_chain_while_its_dependency_runs():
+    jobs = [Job("a", "w"), Job("b", "w", deps=("a",)), Job("c", "w", deps=("b",))]
+    events, _ = _prepared_run(jobs, 1)
+    assert [k for kind, k in events if kind == "prep"] == ["b", "c"]
+    assert events.index(("prep", "b")) < events.index(("run", "b"))
+    assert events.index(("prep", "c")) < events.index(("run", "c"))
+    # c is next up only once b runs: never prepared while b was still waiting on a
+    assert events.index(("prep", "c")) > events.index(("done", "a"))
+
+
+def test_scheduler__keeps_at_most_max_parallel_prepared_jobs_waiting():
+    jobs = [Job(f"j{i}", "w") for i in range(12)]
+    release = threading.Event()
+    prepped: list[str] = []
+
+    def run(job):
+        release.wait(10)
+        return OK
+
+    sched = Scheduler(jobs, 2, run, lambda j, s: None, prepare=lambda j: prepped.append(j.key))
+    t = threading.Thread(target=sched.execute)
+    t.start()
+    time.sleep(0.3)  # j0 and j1 run (held): only the next two are prepared
+    assert prepped == ["j2", "j3"]
+    release.set()
+    t.join(10)
+    assert prepped == [f"j{i}" for i in range(2, 12)]
+
+
+def test_scheduler__does_not_prepare_a_job_whose_dependency_failed():
+    jobs = [Job("a", "w", strict=False), Job("b", "w", deps=("a",), strict=False)]
+    events, skips = _prepared_run([*jobs, Job("c", "w", deps=("b",), strict=False)], 1, {"a": FAIL})
+    assert skips == {"b": "DEPENDENCY_FAILED", "c": "DEPENDENCY_FAILED"}
+    assert [k for kind, k in events if kind == "prep"] == ["b"]  # while a ran; c never

@@ -55,7 +55,7 @@ def module(outputs: list[dict[str, str]] | None = None, **kw: Any) -> ModuleSpec
     )
 
 
-def run(
+def request(
     tmp_path: Path,
     steps: list[dict[str, Any]],
     *,
@@ -64,10 +64,10 @@ def run(
     action_kw: dict[str, Any] | None = None,
     module_kw: dict[str, Any] | None = None,
     **kw: Any,
-) -> ModuleRunResult:
+) -> ModuleRunRequest:
     mdir = tmp_path / "modules" / "001"
     mdir.mkdir(parents=True, exist_ok=True)
-    req = ModuleRunRequest(
+    return ModuleRunRequest(
         module_dir=mdir,
         module=module(outputs, **(module_kw or {})),
         action=action(steps, **(action_kw or {})),
@@ -81,7 +81,10 @@ def run(
         kill_grace_seconds=kw.pop("kill_grace_seconds", 0.5),
         **kw,
     )
-    return run_module(req)
+
+
+def run(tmp_path: Path, steps: list[dict[str, Any]], **kw: Any) -> ModuleRunResult:
+    return run_module(request(tmp_path, steps, **kw))
 
 
 def write_module_dir(root: Path, module_id: str, module_yml: dict, action_yml: dict) -> Path:
@@ -96,4 +99,4 @@ def step_log(result: ModuleRunResult, index: int = 0) -> str:
     return result.step_logs[index].read_text(encoding="utf-8")
 
 
-__all__ = ["CODES", "action", "catalog", "module", "run", "step_log", "threading"]
+__all__ = ["CODES", "action", "catalog", "module", "request", "run", "step_log", "threading"]

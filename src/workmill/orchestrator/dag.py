@@ -58,6 +58,9 @@ class Scheduler:
     on_group_done: Callable[[Hashable], None] = lambda group: None
     # a job's pool and that pool's cap (a tenant's max_parallel_modules), or None
     pool_of: Callable[[Job], tuple[Hashable, int] | None] = lambda job: None
+    # called in the scheduling thread for up to max_parallel pending jobs that can start
+    # as soon as the running ones finish, so their set-up overlaps the running jobs
+    prepare: Callable[[Job], None] | None = None
 
     def _has_room(self, job: Job, running: Sequence[Job]) -> bool:
         pool = self.pool_of(job)
@@ -75,6 +78,7 @@ class Scheduler:
                 book.skip_blocked()
                 book.finish_groups()
                 book.start_ready(pool)
+                book.prepare_next()
                 if not book.running:
                     book.unstick(pool)
                     if not book.running:
@@ -118,6 +122,7 @@ class _Book:
         # groups a job may wait for but that are not in this run count as finished
         self.finished_groups = {g for j in sched.jobs for g in j.after_groups} - set(members)
         self.running: dict[Future[ModuleStatus], Job] = {}
+        self.prepared: set[Hashable] = set()  # pending jobs handed to sched.prepare
         self.dirty = True  # a new unsuccessful status may skip pending jobs: rescan only then
 
     def set_status(self, key: Hashable, value: ModuleStatus) -> None:
@@ -137,6 +142,7 @@ class _Book:
         self.complete.clear()
 
     def skip(self, job: Job, reason: str) -> None:
+        self.prepared.discard(job.key)
         self.set_status(job.key, ModuleStatus.SKIPPED)
         self.sched.on_skip(job, Skip(reason))
 
@@ -161,6 +167,7 @@ class _Book:
 
     def _submit(self, pool: ThreadPoolExecutor, job: Job) -> None:
         self.pending.remove(job)
+        self.prepared.discard(job.key)
         self.running[pool.submit(self.sched.run, job)] = job
 
     def start_ready(self, pool: ThreadPoolExecutor) -> None:
@@ -171,6 +178,29 @@ class _Book:
                 break
             if self._ready(job) and self.sched._has_room(job, list(self.running.values())):
                 self._submit(pool, job)
+
+    def _next_up(self, job: Job, running: set[Hashable]) -> bool:
+        """Whether ``job`` can start once the running jobs finish (if they succeed)."""
+        return (
+            all(d in running or self.status.get(d, ModuleStatus.FAILED).succeeded for d in job.deps)
+            and all(g in self.finished_groups for g in job.after_groups)
+            and all(k in self.status or k in running for k in job.after_jobs)
+        )
+
+    def prepare_next(self) -> None:
+        """Hand ``sched.prepare`` the first pending jobs that are next up, keeping at most
+        ``max_parallel`` prepared jobs waiting."""
+        if self.sched.prepare is None or self.sched.cancel.is_set():
+            return
+        room = max(1, self.sched.max_parallel) - len(self.prepared)
+        running = {j.key for j in self.running.values()}
+        for job in self.pending:
+            if room <= 0:
+                return
+            if job.key not in self.prepared and self._next_up(job, running):
+                self.prepared.add(job.key)
+                room -= 1
+                self.sched.prepare(job)
 
     def unstick(self, pool: ThreadPoolExecutor) -> None:
         """Nothing runs: a cancel skips what is left; otherwise only waits on groups that

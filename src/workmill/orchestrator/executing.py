@@ -18,9 +18,16 @@ from workmill.artifacts.naming import manifest_name, release_tag
 from workmill.errors import WorkmillError
 from workmill.orchestrator.context import RunContext
 from workmill.orchestrator.dag import Job, Scheduler, Skip
-from workmill.orchestrator.modules import execute_module, outputs_verified, uses_cache
+from workmill.orchestrator.modules import (
+    discard_prepared,
+    execute_module,
+    outputs_verified,
+    prepare_module,
+    uses_cache,
+)
 from workmill.orchestrator.records import (
     ModuleOutcome,
+    ModulePlan,
     Plan,
     PublishedItem,
     WorkOrderPlan,
@@ -30,6 +37,7 @@ from workmill.orchestrator.records import (
     sync_journal,
 )
 from workmill.orchestrator.statuses import ModuleStatus
+from workmill.runner.api import PreparedRun
 from workmill.specs import RELEASE_TAG
 
 Key = tuple[str, str, str]  # tenant, work order, module
@@ -156,6 +164,49 @@ def _tenant_pools(ctx: RunContext, plan: Plan) -> Callable[[Job], tuple[Hashable
 Outcomes = dict[tuple[str, str], dict[str, ModuleOutcome]]
 
 
+class _Prepared:
+    """Runs prepared ahead of their turn (workspace made, step agent starting), by job.
+
+    Each is made for one module run and taken by that run only; what is not taken
+    (the module was skipped, the run ended) is discarded (docs/architecture.md
+    "Pre-started sandboxes")."""
+
+    def __init__(self, ctx: RunContext, by_key: dict, modules: dict) -> None:
+        self.ctx = ctx
+        self.by_key = by_key
+        self.modules = modules
+        self.runs: dict[Hashable, PreparedRun] = {}
+        self.lock = threading.Lock()
+
+    def _plans(self, key: Hashable) -> tuple[WorkOrderPlan, ModulePlan]:
+        tenant_id, wo_id, module_id = key  # type: ignore[misc]
+        wo = self.by_key[(tenant_id, wo_id)]
+        return wo, self.modules[(wo.key, module_id)]
+
+    def prepare(self, job: Job) -> None:
+        if self.ctx.cancel.is_set():
+            return
+        prep = prepare_module(self.ctx, *self._plans(job.key))
+        if prep is not None:
+            with self.lock:
+                self.runs[job.key] = prep
+
+    def take(self, key: Hashable) -> PreparedRun | None:
+        with self.lock:
+            return self.runs.pop(key, None)
+
+    def discard(self, key: Hashable, prep: PreparedRun | None = None) -> None:
+        prep = prep or self.take(key)
+        if prep is not None:
+            discard_prepared(self.ctx, *self._plans(key), prep)
+
+    def discard_all(self) -> None:
+        with self.lock:
+            keys = list(self.runs)
+        for key in keys:
+            self.discard(key)
+
+
 def _release_producers(wo: WorkOrderPlan, by_key: dict) -> set[tuple[str, str]]:
     """Work orders of this run whose release one of ``wo``'s modules reuses."""
     return {
@@ -211,6 +262,7 @@ def execute(ctx: RunContext, plan: Plan) -> Outcomes:
     lock = threading.Lock()
 
     modules = {(wo.key, m.module_id): m for wo in plan.work_orders for m in wo.modules}
+    prepared = _Prepared(ctx, by_key, modules)
 
     def record(wo: WorkOrderPlan, outcome: ModuleOutcome) -> None:
         append_outcome(journal_path(ctx.runtime_dir, wo.tenant_id, wo.work_order_id), outcome)
@@ -224,11 +276,16 @@ def execute(ctx: RunContext, plan: Plan) -> Outcomes:
         tenant_id, wo_id, module_id = job.key  # type: ignore[misc]
         wo = by_key[(tenant_id, wo_id)]
         ctx.reporter.module_started(tenant_id, wo_id, module_id)
-        outcome = execute_module(ctx, wo, modules[(wo.key, module_id)])
+        prep = prepared.take(job.key)
+        try:
+            outcome = execute_module(ctx, wo, modules[(wo.key, module_id)], prep)
+        finally:
+            prepared.discard(job.key, prep)
         record(wo, outcome)
         return ModuleStatus(outcome.status)
 
     def skip(job: Job, why: Skip) -> None:
+        prepared.discard(job.key)
         tenant_id, wo_id, module_id = job.key  # type: ignore[misc]
         wo = by_key[(tenant_id, wo_id)]
         mp = modules[(wo.key, module_id)]
@@ -272,8 +329,10 @@ def execute(ctx: RunContext, plan: Plan) -> Outcomes:
             initial=initial,
             on_group_done=group_done,
             pool_of=_tenant_pools(ctx, plan),
+            prepare=prepared.prepare,
         ).execute()
     finally:
+        prepared.discard_all()
         gc.unfreeze()
         ctx.reporter.stop()
     return outcomes

@@ -21,7 +21,7 @@ from workmill.orchestrator.context import RunContext
 from workmill.orchestrator.records import ModuleOutcome, ModulePlan, PublishedItem, WorkOrderPlan
 from workmill.orchestrator.reuse import ReuseFailed, restore_from_assets, restore_from_release
 from workmill.params import ParamsInvalid, load_params_schema, resolve_params
-from workmill.runner.api import ModuleRunRequest, run_module
+from workmill.runner.api import ModuleRunRequest, PreparedRun, prepare_run, run_module
 from workmill.runner.contract import check_outputs
 from workmill.runner.manifest import OutputsManifest, build_manifest, read_manifest, write_manifest
 from workmill.runner.workspace import create_workspace, workspace_path
@@ -91,15 +91,28 @@ def outputs_verified(ctx: RunContext, wo: WorkOrderPlan, module_id: str) -> bool
     return not report.problems and have == {f.path: f.sha256 for f in manifest.files}
 
 
-def _stage_inputs(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, deps: list[str]) -> Path:
-    """Copy each dependency's outputs to ``<inputs>/<dep>/`` (copies: a module cannot
-    change what its dependency produced)."""
-    root = ctx.runtime_dir / wo.tenant_id / wo.work_order_id / ".inputs" / mp.module_id
+def _inputs_root(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Path:
+    return ctx.runtime_dir / wo.tenant_id / wo.work_order_id / ".inputs" / mp.module_id
+
+
+def _fresh_dir(root: Path) -> Path:
     try:
         root.mkdir(parents=True)
     except FileExistsError:
         shutil.rmtree(root)
         root.mkdir()
+    return root
+
+
+def _stage_inputs(
+    ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, deps: list[str], *, made: bool = False
+) -> Path:
+    """Copy each dependency's outputs to ``<inputs>/<dep>/`` (copies: a module cannot
+    change what its dependency produced). ``made``: the folder was made empty when the
+    run was prepared, and a pre-started sandbox already binds it, so it is filled in place."""
+    root = _inputs_root(ctx, wo, mp)
+    if not made:
+        _fresh_dir(root)
     for dep in deps:
         src = module_workspace(ctx, wo, dep) / "outputs"
         if src.is_dir():
@@ -184,7 +197,11 @@ def _refusal(ctx: RunContext, mp: ModulePlan) -> tuple[str, str] | None:
     return None
 
 
-def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> ModuleOutcome:
+def execute_module(
+    ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, prepared: PreparedRun | None = None
+) -> ModuleOutcome:
+    """``prepared``: what :func:`prepare_module` made for this module, if anything (the
+    caller discards it afterwards)."""
     started = clock.now_iso()
     t0 = time.perf_counter()
     ws_root = module_workspace(ctx, wo, mp.module_id)
@@ -255,7 +272,9 @@ def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Module
             manifest = _finish_reused(ctx, ws_root, wo, mp)
             status, reason, message = COMPLETED, "", f"outputs reused from {mp.reuse_output_type}"
         else:
-            manifest, status, reason, message, extra = _run_or_restore(ctx, wo, mp, ws_root)
+            manifest, status, reason, message, extra = _run_or_restore(
+                ctx, wo, mp, ws_root, prepared
+            )
         if status != FAILED and mp.purchase_release_artifacts:
             extra["published"] = _publish(ctx, wo, mp, ws_root, manifest)
         return done(status, reason, message, outputs_sha256=manifest.outputs_sha256, **extra)
@@ -268,11 +287,58 @@ def execute_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Module
         return done(FAILED, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc} (see {err})")
 
 
-def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root: Path):
+def _run_request(
+    ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, inputs_dir: Path
+) -> ModuleRunRequest:
+    return ModuleRunRequest.from_repo(
+        ctx.repo,
+        mp.module_id,
+        tenant_id=wo.tenant_id,
+        work_order_id=wo.work_order_id,
+        module_run_id=mp.module_run_id,
+        params=mp.params,
+        catalog=ctx.catalog,
+        runtime_dir=ctx.runtime_dir,
+        inputs_dir=inputs_dir,
+        cancel=ctx.cancel,
+        replace_existing=True,
+        extra_env=secret_env(ctx.repo.module(mp.module_id)),
+    )
+
+
+def prepare_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> PreparedRun | None:
+    """Make a module's workspace and empty inputs folder and start its step agent ahead
+    of its turn (only for modules that will run their code); None when it cannot be."""
+    if mp.reuse_output_type != "new" or mp.unrunnable:
+        return None
+    inputs_dir = _fresh_dir(_inputs_root(ctx, wo, mp))
+    try:
+        return prepare_run(_run_request(ctx, wo, mp, inputs_dir))
+    except (WorkmillError, OSError):
+        shutil.rmtree(inputs_dir, ignore_errors=True)
+        return None
+
+
+def discard_prepared(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, prep: PreparedRun) -> None:
+    """Close a prepared run's agent; a workspace the run never adopted is removed, so
+    a module that did not run leaves nothing behind (as if never prepared)."""
+    prep.close()
+    if not prep.used:
+        shutil.rmtree(prep.workspace.root, ignore_errors=True)
+        shutil.rmtree(_inputs_root(ctx, wo, mp), ignore_errors=True)
+
+
+def _run_or_restore(
+    ctx: RunContext,
+    wo: WorkOrderPlan,
+    mp: ModulePlan,
+    ws_root: Path,
+    prepared: PreparedRun | None = None,
+):
     repo = ctx.repo
     module = repo.module(mp.module_id)
     deps = mp.depends_on
-    inputs_dir = _stage_inputs(ctx, wo, mp, deps)
+    inputs_dir = _stage_inputs(ctx, wo, mp, deps, made=prepared is not None)
     use_cache = uses_cache(ctx, mp)
     request = None
     extra: dict = {}
@@ -302,21 +368,7 @@ def _run_or_restore(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan, ws_root:
             manifest = _finish_reused(ctx, ws_root, wo, mp)
             extra = {"cache_hit": True, "cache_key": hit.key}
             return manifest, COMPLETED, "", f"cache hit {hit.key[:12]}", extra
-    req = ModuleRunRequest.from_repo(
-        repo,
-        mp.module_id,
-        tenant_id=wo.tenant_id,
-        work_order_id=wo.work_order_id,
-        module_run_id=mp.module_run_id,
-        params=mp.params,
-        catalog=ctx.catalog,
-        runtime_dir=ctx.runtime_dir,
-        inputs_dir=inputs_dir,
-        cancel=ctx.cancel,
-        replace_existing=True,
-        extra_env=secret_env(module),
-    )
-    result = run_module(req)
+    result = run_module(_run_request(ctx, wo, mp, inputs_dir), prepared)
     status = str(result.status)
     if request is not None and status == COMPLETED:
         retention = cache_service.retention_days_for(module, mp.cache_retention_override)

@@ -1,13 +1,20 @@
 """The module runner: one composite action run locally, safely, with the module contract.
 
 Public API (pinned by tests): :func:`run_module` with :class:`ModuleRunRequest` /
-:class:`ModuleRunResult`; :func:`check_outputs` and :func:`build_manifest` for
-outputs restored from cache/release/assets; :func:`check_action` for validation.
+:class:`ModuleRunResult` (:func:`prepare_run` starts a run's sandbox ahead of its
+turn); :func:`check_outputs` and :func:`build_manifest` for outputs restored from
+cache/release/assets; :func:`check_action` for validation.
 """
 
 from __future__ import annotations
 
-from workmill.runner.api import ModuleRunRequest, ModuleRunResult, run_module
+from workmill.runner.api import (
+    ModuleRunRequest,
+    ModuleRunResult,
+    PreparedRun,
+    prepare_run,
+    run_module,
+)
 from workmill.runner.contract import ContractReport, FileCheck, check_format, check_outputs
 from workmill.runner.expressions import ExpressionError
 from workmill.runner.interpreter import ActionRefused, check_action, plan_action
@@ -35,6 +42,7 @@ __all__ = [
     "ModuleStatus",
     "Outcome",
     "OutputsManifest",
+    "PreparedRun",
     "RunFacts",
     "RunnerError",
     "Workspace",
@@ -44,6 +52,7 @@ __all__ = [
     "check_outputs",
     "decide",
     "plan_action",
+    "prepare_run",
     "read_manifest",
     "run_module",
     "workspace_path",

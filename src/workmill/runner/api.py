@@ -283,15 +283,16 @@ def _platform_vars(req: ModuleRunRequest, ws: Workspace, inputs_dir: Path, cache
     }
 
 
-def _launcher(
+def _new_launcher(
     req: ModuleRunRequest, choice: SandboxChoice, ws: Workspace, pvars: Mapping[str, str]
 ) -> StepLauncher:
-    """The run's step agent: it sees the module folder and inputs read-only, and can
-    write only its workspace's outputs/work/tmp/steps, its reason file and WM_CACHE_DIR."""
+    """The run's step agent (not started): it sees the module folder and inputs read-only,
+    and can write only its workspace's outputs/work/tmp/steps, its reason file and
+    WM_CACHE_DIR."""
     # needed for `sandbox: none`; done in every mode so no unsandboxed process of the
     # same user (another run's) can read this process's credentials either
     scrub_own_secrets()
-    launcher = StepLauncher(
+    return StepLauncher(
         choice,
         read_only=[str(ws.root), pvars["GITHUB_ACTION_PATH"], pvars["WM_INPUTS_DIR"]],
         writable=[
@@ -303,8 +304,75 @@ def _launcher(
         fsize_limit=req.max_output_bytes + 1,
         stderr_path=ws.logs / "sandbox.log",
     )
+
+
+def _launcher(
+    req: ModuleRunRequest,
+    choice: SandboxChoice,
+    ws: Workspace,
+    pvars: Mapping[str, str],
+    early: StepLauncher | None,
+) -> StepLauncher:
+    """The started step agent: the one :func:`prepare_run` started when it is exactly the
+    agent this run would start (same sandbox, paths, network, limits), else a new one."""
+    launcher = _new_launcher(req, choice, ws, pvars)
+    if early is not None:
+        if early.config == launcher.config:
+            early.wait_ready()
+            return early
+        early.close()
     launcher.start()
     return launcher
+
+
+def _run_dirs(req: ModuleRunRequest, ws: Workspace) -> tuple[Path, Path]:
+    """(WM_INPUTS_DIR, WM_CACHE_DIR), made if missing."""
+    inputs_dir = req.inputs_dir or ws.inputs
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / req.module.module_id)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return inputs_dir, cache_dir
+
+
+@dataclass
+class PreparedRun:
+    """A module run's fresh workspace and its step agent, started before the run's turn.
+
+    The orchestrator prepares the next modules while others run, so the agent (and
+    bwrap) come up on an idle core instead of on the run's critical path. The agent
+    is built from this run's own policy and is used by this run only, or closed
+    (docs/architecture.md "Threat model", "Pre-started sandboxes")."""
+
+    workspace: Workspace
+    launcher: StepLauncher | None  # None: the sandbox is chosen and started at run time
+    used: bool = False  # run_module adopted the workspace
+
+    def close(self) -> None:
+        """Stop the agent if the run did not take it (idempotent)."""
+        if self.launcher is not None:
+            self.launcher.close()
+
+
+def prepare_run(req: ModuleRunRequest) -> PreparedRun:
+    """Create ``req``'s workspace and start its step agent without waiting for it; pass
+    the result to :func:`run_module` with the same request. Raises RunnerError like
+    ``run_module`` for an unusable request or workspace."""
+    _check_request(req)
+    root = workspace_path(req.runtime_dir, req.tenant_id, req.work_order_id, req.module.module_id)
+    try:
+        ws = create_workspace(root, replace=req.replace_existing)
+    except OSError as exc:
+        raise RunnerError(f"{root}: cannot create the workspace: {exc.strerror}") from exc
+    inputs_dir, cache_dir = _run_dirs(req, ws)
+    launcher: StepLauncher | None = None
+    try:
+        launcher = _new_launcher(
+            req, choose_sandbox(req.sandbox), ws, _platform_vars(req, ws, inputs_dir, cache_dir)
+        )
+        launcher.launch()
+    except (SandboxUnavailable, SandboxError):
+        launcher = None  # the run chooses (and reports) again
+    return PreparedRun(ws, launcher)
 
 
 def _execute(
@@ -314,13 +382,11 @@ def _execute(
     masker: Masker,
     rlog: CappedLog,
     t0: float,
+    early: StepLauncher | None,
 ) -> tuple[ExecutionResult, RunFacts]:
     plan, params, penv = resolved
     write_params(ws, params)
-    inputs_dir = req.inputs_dir or ws.inputs
-    inputs_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / req.module.module_id)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    inputs_dir, cache_dir = _run_dirs(req, ws)
     pvars = _platform_vars(req, ws, inputs_dir, cache_dir)
     choice = choose_sandbox(req.sandbox)
     rlog.line(f"sandbox: {choice.mode}" + ("" if req.module.network else ", no network"))
@@ -342,7 +408,7 @@ def _execute(
             "runner": {"temp": str(ws.tmp), "os": runner_os()},
         }
     )
-    launcher = _launcher(req, choice, ws, pvars)
+    launcher = _launcher(req, choice, ws, pvars, early)
     settings = ExecutionSettings(
         workspace=ws,
         action_path=req.module_dir,
@@ -375,18 +441,34 @@ def _execute(
     return exe, facts
 
 
-def run_module(req: ModuleRunRequest) -> ModuleRunResult:
-    """Run one module in a fresh workspace and return its outcome (see module doc)."""
+def run_module(req: ModuleRunRequest, prepared: PreparedRun | None = None) -> ModuleRunResult:
+    """Run one module in a fresh workspace and return its outcome (see module doc);
+    ``prepared`` is what :func:`prepare_run` made for this same request, if anything."""
+    try:
+        return _run_module(req, prepared)
+    finally:
+        if prepared is not None:
+            prepared.close()
+
+
+def _workspace(req: ModuleRunRequest, prepared: PreparedRun | None) -> Workspace:
+    root = workspace_path(req.runtime_dir, req.tenant_id, req.work_order_id, req.module.module_id)
+    if prepared is not None and prepared.workspace.root == root and not prepared.used:
+        prepared.used = True
+        return prepared.workspace
+    try:
+        return create_workspace(root, replace=req.replace_existing)
+    except OSError as exc:
+        raise RunnerError(f"{root}: cannot create the workspace: {exc.strerror}") from exc
+
+
+def _run_module(req: ModuleRunRequest, prepared: PreparedRun | None) -> ModuleRunResult:
     _check_request(req)
     started = clock.now()
     t0 = time.monotonic()
     module = req.module
     mid = module.module_id
-    root = workspace_path(req.runtime_dir, req.tenant_id, req.work_order_id, mid)
-    try:
-        ws = create_workspace(root, replace=req.replace_existing)
-    except OSError as exc:
-        raise RunnerError(f"{root}: cannot create the workspace: {exc.strerror}") from exc
+    ws = _workspace(req, prepared)
     secret_values = [v for k, v in os.environ.items() if k in CREDENTIAL_VARS]
     secret_values += list(req.secrets) + list(req.extra_env.values())
     masker = Masker(secret_values)
@@ -401,7 +483,8 @@ def run_module(req: ModuleRunRequest) -> ModuleRunResult:
     outcome: Outcome | None = resolved if isinstance(resolved, Outcome) else None
     try:
         if not isinstance(resolved, Outcome):
-            exe, facts = _execute(req, ws, resolved, masker, rlog, t0)
+            early = prepared.launcher if prepared is not None and prepared.used else None
+            exe, facts = _execute(req, ws, resolved, masker, rlog, t0, early)
     except (SandboxUnavailable, SandboxError) as exc:
         rlog.line(f"sandbox: {exc}")
         outcome = failed(req.catalog, "INTERNAL_ERROR", f"sandbox: {exc}")

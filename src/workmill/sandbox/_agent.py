@@ -341,7 +341,7 @@ def _descendants_by_scan(root: int) -> list[int]:
     return out
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     control_fd, mode, fsize, platform_pid = int(argv[1]), argv[2], int(argv[3]), int(argv[4])
     sock = _socket.socket(fileno=control_fd)
     if fsize > 0:  # no file a step writes may grow past the output cap
@@ -361,8 +361,8 @@ def main(argv: list[str]) -> int:
         agent.serve(platform_pid)
     finally:
         agent.stop(0.0)
-    return 0
+    os._exit(0)  # no interpreter teardown: the platform is waiting for this exit
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    main(sys.argv)

@@ -141,6 +141,7 @@ class StepLauncher:
         self.agent_env = dict(AGENT_ENV if agent_env is None else agent_env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
+        self.ready = False
         self.lock = threading.Lock()
 
     @property
@@ -172,7 +173,29 @@ class StepLauncher:
             str(os.getpid()),
         )
 
+    @property
+    def config(self) -> tuple:
+        """Everything that decides what the run's sandbox is (a pre-started launcher is
+        used only for a run whose launcher would have the very same config)."""
+        return (
+            self.choice,
+            self.read_only,
+            self.writable,
+            self.network,
+            self.cwd,
+            self.fsize_limit,
+            self.stderr_path,
+            tuple(sorted(self.agent_env.items())),
+        )
+
     def start(self) -> None:
+        """Start the agent and wait until it answers; raises SandboxError if it cannot."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the agent without waiting for it, so it can come up while the platform
+        does other work (docs/architecture.md "Threat model": a pre-started sandbox)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fd = child.fileno()
         if self.choice.mode == "bwrap":
@@ -195,17 +218,26 @@ class StepLauncher:
                 start_new_session=True,
             )
         except OSError as exc:
+            parent.close()
             raise SandboxError(f"could not start the step agent: {exc.strerror}") from exc
         finally:
             child.close()
             if err is not subprocess.DEVNULL:
                 err.close()
         self.sock = parent
-        ready, _, _ = select.select([parent], [], [], START_TIMEOUT)
+
+    def wait_ready(self) -> None:
+        """Wait for the launched agent's hello; raises SandboxError if none comes."""
+        if self.ready:
+            return
+        if self.sock is None:
+            raise SandboxError("the step agent is not running")
+        ready, _, _ = select.select([self.sock], [], [], START_TIMEOUT)
         hello = self._reply() if ready else None
         if not hello or not hello.get("ready"):
             self.close()
             raise SandboxError(f"the {self.choice.mode} sandbox did not start: {self._why()}")
+        self.ready = True
 
     def _why(self) -> str:
         if self.stderr_path and self.stderr_path.exists():
@@ -223,6 +255,7 @@ class StepLauncher:
             return None
 
     def _ask(self, req: dict, fds: tuple[int, ...] = (), *, reply: bool = True) -> dict:
+        self.wait_ready()
         with self.lock:
             if self.sock is None:
                 raise SandboxError("the step agent is not running")
