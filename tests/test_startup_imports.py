@@ -48,6 +48,8 @@ def test_run__piped_one_module_run_loads_no_terminal_schema_or_github_library(cl
     assert "W1aaaaaa" in p.stdout and "COMPLETED" in p.stdout  # the plain summary
     assert "workmill.orchestrator.executing" in names  # the probe did see the run path
     assert _heavy(names) == []
+    # module 005 has no cache and the repo is small: no cache service, no worker pool
+    assert {"workmill.cache.service", "multiprocessing"} & names == set()
     # (a module loaded by importlib.import_module, as _run is, has no importtime line)
     commands = {n for n in names if n.startswith("workmill.cli._")}
     assert commands <= {"workmill.cli._common", "workmill.cli._run", "workmill.cli._dashboard"}

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from workmill.cache.backend import CacheBackend
-from workmill.cache.local import LocalCacheBackend
 from workmill.errors import SpecError
 from workmill.state.releases import LocalReleaseStore, ReleaseStore
-from workmill.state.staging import StagingReleaseStore
 from workmill.state.store import BillingStore, use_repo_checks
+
+if TYPE_CHECKING:
+    from workmill.cache.backend import CacheBackend
 
 REQUIRE_REMOTE = "WM_REQUIRE_REMOTE_STORE"
 STAGE_RELEASES = "WORKMILL_STAGE_RELEASES"
@@ -60,6 +61,8 @@ def open_release_store(repo) -> ReleaseStore:
         store = GithubReleaseStore.from_repo(repo)
     stage = os.environ.get(STAGE_RELEASES, "").strip()
     if stage:
+        from workmill.state.staging import StagingReleaseStore
+
         stage_dir = Path(stage)
         store = StagingReleaseStore(
             store,
@@ -83,6 +86,8 @@ def open_cache_backend(repo) -> CacheBackend:
     if repo.config.cache_backend == "local":
         if remote_required():
             _refuse_local("cache_backend")
+        from workmill.cache.local import LocalCacheBackend
+
         return LocalCacheBackend(repo.local_cache_dir)
     from workmill.github import GithubCacheBackend
 

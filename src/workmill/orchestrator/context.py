@@ -6,10 +6,10 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workmill import billing_tables as bt
 from workmill.backends import open_billing_store, open_cache_backend
-from workmill.cache.backend import CacheBackend
 from workmill.digest import module_digest
 from workmill.errors import NotFound
 from workmill.maintenance import ARTIFACTS_POLICY, TENANT_RELATIONSHIPS
@@ -19,6 +19,9 @@ from workmill.reasons import ReasonCatalog
 from workmill.repo import PlatformRepo
 from workmill.state import BillingStore, ReleaseStore
 from workmill.tables import read_table
+
+if TYPE_CHECKING:
+    from workmill.cache.backend import CacheBackend
 
 
 @dataclass

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from workmill import clock, ids
 from workmill.artifacts.naming import artifact_name, content_type, release_tag
-from workmill.cache import service as cache_service
 from workmill.cache.backend import CacheError, EntryFile
 from workmill.errors import NotFound, WorkmillError
 from workmill.orchestrator.context import RunContext
@@ -342,7 +341,9 @@ def _run_or_restore(
     use_cache = uses_cache(ctx, mp)
     request = None
     extra: dict = {}
-    if use_cache:
+    if use_cache:  # a module without a cache never loads the cache service
+        from workmill.cache import service as cache_service
+
         try:
             action = repo.action(mp.module_id)
             resolved = resolve_params(

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from workmill import billing_tables as bt
 from workmill import clock, ids
-from workmill.cache import index as cache_index
 from workmill.errors import WorkmillError, one_line
 from workmill.ledger import RefundLine
 from workmill.orchestrator.context import RunContext
@@ -182,6 +181,8 @@ def _settle_one(
 
 
 def _cache_rows(state: BillingState, mods: list[ModuleOutcome], tenant_id: str) -> None:
+    from workmill.cache import index as cache_index  # here: most settles touch no cache row
+
     rows = state.rows(bt.CACHE_INDEX)
     changed = False
     for m in mods:

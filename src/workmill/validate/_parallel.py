@@ -7,7 +7,6 @@ is unavailable, or the input is small, the work runs in this process.
 from __future__ import annotations
 
 import gc
-import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +30,11 @@ def fork_map(
     """``[fn(state, chunk) for chunk in chunks(items)]``, in parallel when worth it."""
     global _STATE, _FN
     workers = min(os.cpu_count() or 1, 8)
-    if len(items) < threshold or workers < 2 or "fork" not in mp.get_all_start_methods():
+    if len(items) < threshold or workers < 2:
+        return [fn(state, items)]
+    import multiprocessing as mp  # here: a small repo (and every run) never loads it
+
+    if "fork" not in mp.get_all_start_methods():
         return [fn(state, items)]
     size = max(100, len(items) // (workers * 4))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
