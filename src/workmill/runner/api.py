@@ -426,7 +426,7 @@ def _execute(
         exe = execute(plan, settings)
     finally:
         # no process of this run outlives it (docs/architecture.md "Threat model")
-        settings.groups.kill_all(req.kill_grace_seconds)
+        settings.groups.end(req.kill_grace_seconds)
         launcher.close()
         for lg in settings.step_logs:
             lg.close()

@@ -39,10 +39,25 @@ class ProcessGroups:
 
     launcher: StepLauncher
     drains: list[PipeDrain] = field(default_factory=list)
+    # no process of the run is left but the agent: no step was started yet, or the agent
+    # said so when the last one exited (the only processes that could start new ones)
+    empty: bool = True
 
     def kill_all(self, grace_seconds: float) -> None:
         """SIGTERM every process of the run, SIGKILL after the grace; stop reading their output."""
         self.launcher.stop(grace_seconds)
+        self.empty = True
+        self._stop_draining()
+
+    def end(self, grace_seconds: float) -> None:
+        """At the end of the module: :meth:`kill_all`, without asking the agent when it
+        already said nothing is left (closing the launcher then ends the sandbox)."""
+        if self.empty:
+            self._stop_draining()
+        else:
+            self.kill_all(grace_seconds)
+
+    def _stop_draining(self) -> None:
         for d in self.drains:
             d.join(timeout=1.0)
             if d.is_alive():  # a writer that could not be killed: stop reading
@@ -80,8 +95,7 @@ class _StepWaiter:
     def finish_output(self) -> None:
         """Output written just before exit is read before the step's outputs are; a process
         left in the step's session keeps the pipe, read on in a thread."""
-        alive = self.groups.launcher.alive(self.handle)
-        end = time.monotonic() + (0.05 if alive else 1.0)
+        end = time.monotonic() + (0.05 if self.handle.group_alive else 1.0)
         while self.fd is not None and (left := end - time.monotonic()) > 0:
             ready, _, _ = select.select([self.fd], [], [], left)
             if ready:
@@ -123,6 +137,7 @@ def run_step_process(
     """Run ``argv`` to completion, the deadline (monotonic) or cancellation."""
     read_fd, write_fd = os.pipe()
     try:
+        groups.empty = False
         handle = groups.launcher.spawn(argv, env, str(cwd), write_fd)
     except SandboxError as exc:
         os.close(read_fd)
@@ -146,6 +161,7 @@ def run_step_process(
             groups.kill_all(grace_seconds)
             return StepProcessResult(None, timed_out=timed_out, cancelled=cancelled)
         code = handle.read_exit()
+        groups.empty = not handle.run_alive
         waiter.finish_output()
     finally:
         handle.close()

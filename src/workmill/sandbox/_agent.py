@@ -13,10 +13,11 @@ which the platform parses as untrusted text:
 
 - ``{"op": "spawn", "argv", "env", "cwd"}`` + fds ``[output, exit]``: start a
   step in its own session (stdin /dev/null, stdout+stderr to ``output``); when
-  it exits its exit code is written to ``exit`` as text and ``exit`` closed.
-  Answer ``{"pid": N}`` or ``{"error": "..."}``.
+  it exits, ``"CODE GROUP RUN"`` is written to ``exit`` as text and ``exit``
+  closed: its exit code, 1 if its session still has a process (else 0), 1 if
+  any other process of the run is left (else 0), so the platform needs no
+  further question after a step. Answer ``{"pid": N}`` or ``{"error": "..."}``.
 - ``{"op": "signal", "pid", "sig"}``: signal that step's process group (no answer).
-- ``{"op": "alive", "pid"}``: answer ``{"alive": true|false}`` (is the group alive).
 - ``{"op": "stop", "grace"}``: SIGTERM every process of the run, SIGKILL what is
   left after ``grace`` seconds; answer ``{"stopped": true}``.
 
@@ -121,10 +122,21 @@ class Agent:
             fd = self.exit_fds.pop(pid, None)
             if fd is not None:
                 try:
-                    os.write(fd, str(os.waitstatus_to_exitcode(status)).encode())
+                    os.write(fd, self.exit_report(pid, status))
                 except OSError:
                     pass
                 os.close(fd)
+
+    def exit_report(self, pid: int, status: int) -> bytes:
+        """What the exit pipe says: the exit code, whether the step's session still has a
+        process, and whether any process of the run is left (``"0 0 0"``)."""
+        try:
+            os.killpg(pid, 0)
+            group = 1
+        except OSError:
+            group = 0
+        run = 1 if group or self.others() else 0
+        return f"{os.waitstatus_to_exitcode(status)} {group} {run}".encode()
 
     # ------------------------------------------------------------ requests
 
@@ -154,12 +166,6 @@ class Agent:
             except OSError:
                 pass
             return None
-        if op == "alive":
-            try:
-                os.killpg(int(req["pid"]), 0)
-                return {"alive": True}
-            except OSError:
-                return {"alive": False}
         if op == "stop":
             self.stop(float(req.get("grace", 5)))
             return {"stopped": True}

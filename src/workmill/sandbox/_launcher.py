@@ -73,6 +73,18 @@ def read_answer(sock: socket.socket) -> dict | None:
     return got if isinstance(got, dict) else None
 
 
+def parse_exit_report(data: bytes) -> tuple[int, bool, bool]:
+    """(exit code, session alive, run alive) from the agent's ``"CODE GROUP RUN"``
+    (untrusted: anything else is -9 with both alive)."""
+    parts = data.split()
+    if len(parts) != 3 or not {parts[1], parts[2]} <= {b"0", b"1"}:
+        return -9, True, True
+    try:
+        return int(parts[0]), parts[1] == b"1", parts[2] == b"1"
+    except ValueError:
+        return -9, True, True
+
+
 @dataclass
 class StepHandle:
     """A started step: its pid as the agent sees it, and the read end of its exit pipe."""
@@ -80,6 +92,9 @@ class StepHandle:
     pid: int
     exit_fd: int
     exit_code: int | None = None
+    # from the agent's exit report; True (assume the worst) when it said nothing usable
+    group_alive: bool = True  # a process is left in the step's session
+    run_alive: bool = True  # a process of the run other than the agent is left
 
     def read_exit(self) -> int:
         """The step's exit code (negative: killed by that signal); call once exit_fd is ready."""
@@ -87,10 +102,7 @@ class StepHandle:
             data = b""
             with contextlib.suppress(OSError):
                 data = os.read(self.exit_fd, 64)
-            try:
-                self.exit_code = int(data.decode() or "-9")
-            except ValueError:
-                self.exit_code = -9
+            self.exit_code, self.group_alive, self.run_alive = parse_exit_report(data)
         return self.exit_code
 
     def close(self) -> None:
@@ -290,12 +302,6 @@ class StepLauncher:
     def signal(self, handle: StepHandle, sig: int) -> None:
         with contextlib.suppress(SandboxError):
             self._ask({"op": "signal", "pid": handle.pid, "sig": int(sig)}, reply=False)
-
-    def alive(self, handle: StepHandle) -> bool:
-        try:
-            return bool(self._ask({"op": "alive", "pid": handle.pid}).get("alive"))
-        except SandboxError:
-            return False
 
     def stop(self, grace: float) -> None:
         """SIGTERM every process of the run, SIGKILL what is left after ``grace``."""
