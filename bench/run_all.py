@@ -56,6 +56,12 @@ SCRIPTS = (
         ("--sizes", "1000,100000", "--runs", "3"),
         "plan + settle of 3 work orders versus ledger history size",
     ),
+    Script(
+        "verify_scale",
+        (),
+        ("--sizes", "1000,10000,100000", "--runs", "5"),
+        "`ledger verify` vs `hledger check` / `bean-check`: wall and peak RSS",
+    ),
     Script("runner_overhead", (), ("--runs", "20"), "runner overhead around one bash step"),
     Script("orchestration", (), ("--runs", "3"), "40 chained / 40 independent modules"),
     Script(

@@ -18,8 +18,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from operator import itemgetter
 
 from workmill import billing_tables as bt
@@ -168,9 +171,6 @@ class _Derived:
                 found.append(line)
         self.have.flush()
 
-    def same_index(self) -> bool:
-        return self.exact and self.want.result() == self.have.result()
-
 
 @dataclass
 class _Integrity:
@@ -253,38 +253,109 @@ def _feed(
         derived.topup_refs.update(((r[at[0]], r[at[1]]), r[at[2]]) for r in rows)
 
 
-def audit_state(state: BillingState) -> list[Violation]:
-    """Integrity of every stored asset against the manifest, then every ledger and
-    derived-table invariant: what ``state.verify_all() + state.verify_derived()`` give
-    after the integrity pass, reading each partition once."""
-    audit = Audit(refundable=state.refundable)
+# The two halves run in two processes on a large local store: the ledger checks over
+# the ledger tables, and everything else (the log and plans' index rows, the stored
+# index, top-up references, every other table's integrity). Neither needs the other's
+# state until the end.
+LEDGER_TABLES = (
+    bt.TRANSACTIONS,
+    bt.MODULE_RUNS_LOG,
+    bt.TRANSACTION_ITEMS,
+    bt.PROMOTION_REDEMPTIONS,
+)
+PARALLEL_BYTES = 8 << 20  # below this, a second process costs more than it saves
+
+
+@dataclass
+class _Part:
+    """What one half found (picklable: the other half sends it through a pipe)."""
+
+    problems: list[tuple[str, int, Violation]]
+    want: dict[tuple[str, str], str]
+    have: dict[tuple[str, str], str]
+    exact: bool
+    open: list[dict[str, str]]
+    topup_refs: dict[tuple[str, str], str]
+    redemptions: list[dict[str, str]]
+
+
+def _run_part(state: BillingState, audit: Audit, tables: Sequence[str]) -> _Part:
     derived = _Derived(audit)
     bad = _Integrity()
-    tables = state.manifest.tables
-    for table in (*[t for t in FEED_ORDER if t in tables], *sorted(set(tables) - set(FEED_ORDER))):
+    for table in tables:
         for pos, p in _partitions(state, table):
             part = _read(state, table, pos, p, bad)
             if part is not None and not bad.problems:
                 _feed(audit, derived, table, p.group, part)
-    if bad.problems:
-        return bad.sorted()
+    return _Part(
+        bad.problems,
+        derived.want.result(),
+        derived.have.result(),
+        derived.exact,
+        derived.open_work_orders(),
+        derived.topup_refs,
+        derived.redemptions,
+    )
+
+
+def _child(conn: Connection, state: BillingState, tables: Sequence[str]) -> None:
+    try:
+        conn.send(_run_part(state, Audit(), tables))
+    except BaseException:  # the parent does this half itself
+        conn.send(None)
+    finally:
+        conn.close()
+
+
+def _other_half(state: BillingState, tables: Sequence[str], parallel: bool) -> Callable[[], _Part]:
+    """Start the non-ledger half in a forked process (when it pays); returns its result."""
+    size = sum(p.bytes for name in tables for p in state.manifest.tables[name].partitions)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if not parallel or size < PARALLEL_BYTES or cores < 2:
+        return lambda: _run_part(state, Audit(), tables)
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, state, tables), daemon=True)
+    proc.start()
+    send.close()
+
+    def result() -> _Part:
+        try:
+            found = recv.recv()
+        except EOFError:
+            found = None
+        proc.join()
+        return found if found is not None else _run_part(state, Audit(), tables)
+
+    return result
+
+
+def audit_state(state: BillingState, *, parallel: bool = False) -> list[Violation]:
+    """Integrity of every stored asset against the manifest, then every ledger and
+    derived-table invariant: what ``state.verify_all() + state.verify_derived()`` give
+    after the integrity pass, reading each partition once. ``parallel``: the store is
+    local files, so a forked process may read them too."""
+    tables = state.manifest.tables
+    mine = [t for t in LEDGER_TABLES if t in tables]
+    others = [t for t in FEED_ORDER if t in tables and t not in LEDGER_TABLES]
+    others += sorted(set(tables) - set(FEED_ORDER))
+    other = _other_half(state, others, parallel)
+    audit = Audit(refundable=state.refundable)
+    a = _run_part(state, audit, mine)
+    b = other()
+    if a.problems or b.problems:
+        return _Integrity(a.problems + b.problems).sorted()
+    opened = (
+        state.open_work_orders() if wi.OPEN_WORK_ORDERS in tables else b.open
+    )  # a store from before the table: the log gives it
     out = audit.finish(
-        state.rows(bt.TENANTS_CREDITS),
-        state.open_work_orders(),
-        clock.now_iso(),
-        state.unsettled_alert_hours,
+        state.rows(bt.TENANTS_CREDITS), opened, clock.now_iso(), state.unsettled_alert_hours
     )
-    if state.index_ready and not derived.same_index():
+    same_index = a.exact and b.exact and {**a.want, **b.want} == b.have
+    if state.index_ready and not same_index:
         return out + state.verify_derived()  # the exact comparison names what differs
-    return out + _derived_rest(state, audit, derived)
-
-
-def _derived_rest(state: BillingState, audit: Audit, derived: _Derived) -> list[Violation]:
-    """Promo counters, open work orders and top-up references against the ledger."""
-    out = state.promo_usage_violations(derived.redemptions)
-    out += state.open_violations(derived.open_work_orders())
-    out += state.topup_reference_violations(
-        audit.topup_references(),
-        derived.topup_refs if TOPUP_REFERENCES in state.manifest.tables else None,
-    )
+    out += state.promo_usage_violations(a.redemptions)
+    out += state.open_violations(b.open)
+    if TOPUP_REFERENCES in tables:
+        out += state.topup_reference_violations(audit.topup_references(), b.topup_refs)
     return out

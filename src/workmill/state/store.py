@@ -419,7 +419,9 @@ class BillingStore:
     def verify(self, revision: int | None = None) -> list[Violation]:
         """Integrity of the stored assets against the manifest, then every ledger invariant
         (``workmill.state.audit``: each partition read once, streamed)."""
-        return audit_state(self.load(revision))
+        return audit_state(
+            self.load(revision), parallel=isinstance(self.releases, LocalReleaseStore)
+        )
 
 
 _ADMIN_PARSERS: dict[str, Callable[[list[dict[str, str]], str], object]] = {
