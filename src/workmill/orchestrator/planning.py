@@ -492,7 +492,11 @@ def plan(ctx: RunContext) -> Plan:
     if ctx.options.dry_run:
         plans, decisions = _decide(ctx, ctx.store.load(), mine, now)
     else:
-        plans, decisions = ctx.store.commit_with_retry(lambda s: _decide(ctx, s, mine, now))
+        # the pre-filter's state is the commit's first try: at a long history, reading
+        # the manifest and the work orders' index buckets again is most of a plan
+        plans, decisions = ctx.store.commit_with_retry(
+            lambda s: _decide(ctx, s, mine, now), loaded=seen
+        )
         planned = {wp.key for wp in plans}
         for c in mine:
             if c.key not in planned:

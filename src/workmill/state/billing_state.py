@@ -36,7 +36,7 @@ from workmill.ledger.records import (
 )
 from workmill.ledger.verify import LedgerTables, Violation, verify
 from workmill.state import workorder_index as wi
-from workmill.state.manifest import Manifest
+from workmill.state.manifest import Manifest, PartitionRef
 from workmill.state.workorder_index import (
     OPEN_COLUMNS,
     OPEN_WORK_ORDERS,
@@ -113,6 +113,12 @@ def _cells(row: Mapping[str, Any]) -> Row:
         else:
             out[k] = neutralise(str(v)) if k in TEXT_COLUMNS else str(v)
     return out
+
+
+# (index chunk sha256, work order id) -> its rows there: BillingState._scan
+_SCANS: dict[tuple[str, str], tuple[Row, ...]] = {}
+_SCAN_MEMO_LIMIT = 4096
+_SCAN_MEMO_MIN_BYTES = 64 << 10
 
 
 class BillingState:
@@ -422,7 +428,7 @@ class BillingState:
             ref = self.manifest.tables[WORKORDER_INDEX]
             found: list[Row] = []
             for p in ref.group_partitions(group):
-                found.extend(wi.scan(self.raw_asset(p.asset), work_order_id))
+                found.extend(self._scan(p, work_order_id))
             rec = wi.record_from(work_order_id, found)
         else:  # a store from before the index: read the tables (once, until the next commit)
             txs = {
@@ -459,6 +465,23 @@ class BillingState:
             )
         self._records[work_order_id] = rec
         return rec
+
+    def _scan(self, p: PartitionRef, work_order_id: str) -> tuple[Row, ...]:
+        """A work order's rows in one index chunk, remembered by the chunk's sha256.
+
+        Chunks are never rewritten in place, so plan and settle (each on a fresh
+        state) scan a long history's big sealed chunks once per process, not once
+        per load; a small chunk (a tail) is cheap to scan and is not remembered.
+        """
+        if p.bytes < _SCAN_MEMO_MIN_BYTES:
+            return tuple(wi.scan(self.raw_asset(p.asset), work_order_id))
+        key = (p.sha256, work_order_id)
+        got = _SCANS.get(key)
+        if got is None:
+            if len(_SCANS) >= _SCAN_MEMO_LIMIT:
+                _SCANS.clear()
+            got = _SCANS[key] = tuple(wi.scan(self.raw_asset(p.asset), work_order_id))
+        return got
 
     def _tx_lookup(self, items: Sequence[Row]) -> dict[str, Row]:
         """Transactions the given new items belong to (stored ones only when needed)."""

@@ -248,17 +248,25 @@ class BillingStore:
                     del parts[gone]
         return TableRef(True, tuple(sorted(parts.values(), key=lambda p: p.key)), tuple(columns))
 
-    def commit_with_retry(self, mutate: Callable[[BillingState], T], attempts: int = 30) -> T:
+    def commit_with_retry(
+        self,
+        mutate: Callable[[BillingState], T],
+        attempts: int = 30,
+        loaded: BillingState | None = None,
+    ) -> T:
         """Load, ``mutate``, commit — re-running ``mutate`` on a fresh state after a conflict.
 
         A machine-local file lock makes writers on one machine take turns; the
         retry covers writers on other machines. ``mutate`` must be a function of
-        the state it is given (it may run more than once).
+        the state it is given (it may run more than once). ``loaded``: a state the
+        caller has only read so far, tried first (a head that moved since is a
+        conflict like any other, so nothing is lost by not reading it again).
         """
         try:
             with self.lock:
                 for attempt in range(attempts):
-                    state = self.load()
+                    fresh = attempt or loaded is None or loaded.dirty or loaded.committed
+                    state = self.load() if fresh else loaded
                     result = mutate(state)
                     try:
                         self.commit(state)
