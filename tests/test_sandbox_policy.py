@@ -36,7 +36,13 @@ def _pairs(argv: list[str], opt: str) -> list[tuple[str, str]]:
 
 def test_bwrap_argv__namespaces_and_lifetime():
     argv = bwrap_argv(_policy())
-    for flag in ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"):
+    for flag in (
+        "--unshare-pid",
+        "--as-pid-1",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+    ):
         assert flag in argv
     assert "--new-session" in argv
     assert argv[argv.index("--cap-drop") + 1] == "ALL"

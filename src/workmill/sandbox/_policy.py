@@ -78,6 +78,9 @@ def bwrap_argv(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str]:
     argv = [
         bwrap,
         "--unshare-pid",
+        # the step agent is the namespace's init (it reaps every orphan): one process
+        # fewer per module run than bwrap's own reaper
+        "--as-pid-1",
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
