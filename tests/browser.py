@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+KEY_CODES = {"Tab": 9, "ArrowRight": 39}  # Windows virtual-key codes
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -161,14 +162,24 @@ class Chromium:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path, width: int = 1280, height: int = 1600) -> None:
-        import base64
-
+    def viewport(self, width: int, height: int) -> None:
         self.call(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
             self.session,
         )
+
+    def press(self, key: str) -> None:
+        """One key press as a keyboard user makes it (the page gets keydown, then keyup)."""
+        code = KEY_CODES[key]
+        for kind in ("rawKeyDown", "keyUp"):
+            params = {"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code}
+            self.call("Input.dispatchKeyEvent", params, self.session)
+
+    def screenshot(self, path: Path, width: int = 1280, height: int = 1600) -> None:
+        import base64
+
+        self.viewport(width, height)
         data = self.call("Page.captureScreenshot", {"format": "png"}, self.session)["data"]
         path.write_bytes(base64.b64decode(data))
 

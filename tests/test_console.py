@@ -11,8 +11,10 @@ output directory rules.
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -27,6 +29,7 @@ from workmill.billing_tables import CACHE_INDEX, COLUMNS, PROMOTION_REDEMPTIONS
 from workmill.console import paginate
 from workmill.console._model import RunRow, fold_ledger, fold_runs, gantt_bars, latest_log_rows
 from workmill.console._tables import _chunk_rows
+from workmill.errors import StateError
 from workmill.tables import parse_table, render_table
 
 PAGE_FACTS = """(() => {
@@ -49,6 +52,17 @@ PAGE_FACTS = """(() => {
     unlabelledSvgs: all('svg').filter(s => s.getAttribute('role') !== 'img' ||
       !(s.getAttribute('aria-label') || s.getAttribute('aria-labelledby'))).length,
     h1: text(document.querySelector('h1')),
+    scrollers: all('.scroll, pre.log').map(e => [e.tabIndex, e.getAttribute('role'),
+      e.getAttribute('aria-label'), text(e.querySelector('caption'))]),
+    pinned: all('[data-pinned]').map(e => [e.dataset.pinned,
+      e.querySelector('code') ? e.querySelector('code').title : '']),
+    ranDigests: all('[data-ran-digests]').map(e => [e.dataset.ranDigests,
+      all(`[data-ran-digests="${e.dataset.ranDigests}"] .ran`).map(
+        r => [r.dataset.digest, Number(r.dataset.runs), !!r.querySelector('.off-pin')])]),
+    offPinRuns: all('[data-off-pin-runs]').map(e => [e.dataset.offPinRuns, text(e)]),
+    runDigests: all('[data-run-digest]').map(e => [e.dataset.runDigest,
+      e.querySelector('.ran') ? e.querySelector('.ran').dataset.digest : '',
+      !!e.querySelector('.off-pin')]),
   };
 })()"""
 
@@ -97,6 +111,9 @@ def _assert_clean(pages: dict[str, dict], site: Path) -> None:
         assert page["thWithoutScope"] == 0 and page["tablesWithoutHeaders"] == 0, path
         assert page["unlabelledSvgs"] == 0, path
         assert page["h1"] and page["title"].startswith(page["h1"]), path
+        for tabindex, role, label, caption in page["scrollers"]:  # keyboard-scrollable regions
+            assert (tabindex, role) == (0, "region") and label, (path, label)
+            assert caption is None or label == caption, (path, label, caption)
     html = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
     assert "<script" not in html
 
@@ -152,6 +169,57 @@ def _assert_work_orders(pages: dict, site: Path, pulled: Path, txs: list[dict]) 
     assert "SCORING_SERVICE_UNAVAILABLE" in a4 and "scoring service unavailable" in a4
 
 
+def _assert_digests(pages: dict, site: Path, pulled: Path, pins: dict[str, str]) -> None:
+    """Per module the pin and the digests that ran (runs off the pin flagged), per run too."""
+    runs = _csv(pulled / "module_runs_log.csv")
+    page = _page(pages, site / "modules.html")
+    assert {m: d for m, d in page["pinned"] if d} == {m: d for m, d in pins.items() if d}
+    ran: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in runs:
+        if r["module_digest"]:
+            ran[r["module_id"]][r["module_digest"]] += 1
+    shown = {m: {d: n for d, n, _ in listed} for m, listed in page["ranDigests"] if listed}
+    assert shown == {m: dict(c) for m, c in ran.items()}
+    for m, listed in page["ranDigests"]:
+        assert all(flag == bool(pins.get(m) and d != pins[m]) for d, _, flag in listed), m
+    off = {m: _num(n) for m, n in page["offPinRuns"]}
+    assert off == {m: sum(n for d, n in ran[m].items() if d != pins.get(m, d)) for m in off}
+    assert {m for m, n in off.items() if n} == {"002"}  # the one re-pinned after it ran
+    for wo in {r["work_order_id"] for r in runs}:
+        listed = _page(pages, site / "workorders" / f"{wo}.html")["runDigests"]
+        expected = [(r["module_id"], r["module_digest"]) for r in runs if r["work_order_id"] == wo]
+        assert sorted((m, d) for m, d, _ in listed) == sorted(expected), wo
+        assert all(flag == bool(d and d != pins.get(m, d)) for m, d, flag in listed), wo
+
+
+FOCUSED = """(() => {
+  const e = document.activeElement, s = getComputedStyle(e);
+  return {scroll: e.classList.contains('scroll'), visible: e.matches(':focus-visible'),
+          outline: s.outlineStyle, width: s.outlineWidth, label: e.getAttribute('aria-label'),
+          wider: e.scrollWidth > e.clientWidth, left: e.scrollLeft};
+})()"""
+
+
+def _assert_wide_table_scrolls_with_the_keyboard(browser: Chromium, page: Path) -> None:
+    """On a narrow screen, Tab reaches the wide table's region, shows focus, and arrows scroll it."""
+    browser.viewport(420, 900)
+    browser.visit(page.as_uri())
+    for _ in range(60):
+        browser.press("Tab")
+        focused = browser.evaluate(FOCUSED)
+        if focused["scroll"]:
+            break
+    assert focused["scroll"] and focused["label"], focused
+    assert focused["visible"] and focused["outline"] == "solid" and focused["width"] == "3px"
+    assert focused["wider"] and focused["left"] == 0, focused
+    browser.press("ArrowRight")
+    for _ in range(50):  # scrolling may be animated
+        if browser.evaluate("document.activeElement.scrollLeft") > 0:
+            break
+        time.sleep(0.05)
+    assert browser.evaluate("document.activeElement.scrollLeft") > 0
+
+
 def test_console__demo_site_in_headless_chromium(cli, tmp_path):
     exe = find_chromium()
     if exe is None:
@@ -162,12 +230,24 @@ def test_console__demo_site_in_headless_chromium(cli, tmp_path):
     pulled = tmp_path / "pulled"
     r = cli("state", "pull", "--billing-state-dir", str(pulled), cwd=demo)
     assert r.returncode == 0, r.stderr
+    # module 002 edited and re-pinned after its runs: they ran a digest that is not the pin
+    ids = demo / "maintenance-state" / "ids" / "module_registry.csv"
+    pins = {r["module_id"]: r["digest"] for r in _csv(ids)}
+    pins["002"] = hashlib.sha256(b"002 as edited since").hexdigest()
+    ids.write_text(
+        "module_id,category_id,name,status,digest\n"
+        + "".join(
+            f"{r['module_id']},{r['category_id']},{r['name']},{r['status']},{pins[r['module_id']]}\n"
+            for r in _csv(ids)
+        )
+    )
     site = tmp_path / "site"
     r = cli("console", "build", "--out", str(site), "--page-size", "4", cwd=demo)
     assert r.returncode == 0, r.stdout + r.stderr
 
     with Chromium(exe, tmp_path / "profile") as browser:
         pages = _crawl(browser, site)
+        _assert_wide_table_scrolls_with_the_keyboard(browser, site / "modules.html")
 
     _assert_clean(pages, site)
     assert (site / "workorders-3.html").exists() and (site / "tenants" / "Ag3ncy-3.html").exists()
@@ -182,6 +262,7 @@ def test_console__demo_site_in_headless_chromium(cli, tmp_path):
     _assert_overview(_page(pages, site / "index.html"), pulled, balance)
     _assert_ledgers(pages, site, txs, balance)
     _assert_work_orders(pages, site, pulled, txs)
+    _assert_digests(pages, site, pulled, pins)
 
 
 # ---------------------------------------------------------------- units
@@ -233,6 +314,16 @@ def test_console__records_follow_the_columns_read():
     assert m.Tx._fields == tuple(renamed.get(c, c) for c in m.TX_COLUMNS)
 
 
+def test_console__a_chunk_written_before_a_column_was_added_reads_it_empty():
+    cols = ("a", "module_digest")
+    old = frozenset({"module_digest"})
+    assert _chunk_rows("a,b\nx,y\n", cols, "w", old) == [("x", "")]
+    assert _chunk_rows('a,b\n"x,1",y\n', cols, "w", old) == [("x,1", "")]  # the csv path
+    assert _chunk_rows("a,module_digest\nx,d\n", cols, "w", old) == [("x", "d")]
+    with pytest.raises(StateError, match="missing column"):
+        _chunk_rows("a,b\nx,y\n", cols, "w")
+
+
 def test_console__latest_log_row_wins_and_orders_by_last_write():
     rows = [
         ("W1", "A", "RUNNING", "STRICT", "", "10", "", "t", ""),
@@ -244,13 +335,13 @@ def test_console__latest_log_row_wins_and_orders_by_last_write():
 
 
 def test_console__fold_runs_rates_exclude_skipped_runs_and_non_lookups():
-    def run(wo: str, status: str, reuse: str, hit: str, ms: str, reason: str = "") -> tuple:
-        return ("r", wo, "T", "001", "1.0", status, reason, reuse, hit, "false", "", "", ms)
+    def run(wo: str, status: str, reuse: str, hit: str, ms: str, reason: str = "", d="") -> tuple:
+        return ("r", wo, "T", "001", "1.0", status, reason, reuse, hit, "false", "", "", ms, d)
 
     fold = fold_runs(
         [
-            run("W1", "COMPLETED", "cache", "true", "10"),
-            run("W1", "FAILED", "new", "false", "30", "X1"),
+            run("W1", "COMPLETED", "cache", "true", "10", d="aa"),
+            run("W1", "FAILED", "new", "false", "30", "X1", d="bb"),
             run("W2", "SKIPPED", "new", "false", "0", "X2"),
             run("W2", "COMPLETED", "release", "false", "20"),
         ],
@@ -258,6 +349,8 @@ def test_console__fold_runs_rates_exclude_skipped_runs_and_non_lookups():
     )
     s = fold.modules["001"]
     assert (s.runs, s.failed, s.skipped, fold.total) == (4, 1, 1, 4)
+    assert s.digests == {"aa": 1, "bb": 1}  # runs that reused an output record no digest
+    assert (s.off_pin("aa"), s.off_pin("cc"), s.off_pin("")) == (1, 2, 0)
     assert s.failure_rate == 1 / 3 and s.median_ms == 20
     assert (s.cache_hits, s.cache_lookups) == (1, 2)
     assert fold.reasons == {"X1": 1, "X2": 1}
@@ -293,7 +386,20 @@ def test_console__count_axes_have_whole_number_ticks():
 def test_console__gantt_bars_span_start_to_last_finish():
     def run(mid: str, start: str, ms: str) -> RunRow:
         return RunRow(
-            "r" + mid, "W", "T", mid, "1", "COMPLETED", "", "new", "false", "false", start, "", ms
+            "r" + mid,
+            "W",
+            "T",
+            mid,
+            "1",
+            "COMPLETED",
+            "",
+            "new",
+            "false",
+            "false",
+            start,
+            "",
+            ms,
+            "",
         )
 
     bars, span = gantt_bars(
@@ -373,13 +479,13 @@ def _data(**overrides):
 
 def test_console__hostile_text_is_escaped_everywhere(tmp_path):
     from workmill.console import write_site
-    from workmill.console._collect import LogExcerpt, WorkOrderDetail
+    from workmill.console._collect import LogExcerpt, ModuleInfo, WorkOrderDetail
     from workmill.console._model import LogRow, RunRow, fold_ledger, fold_runs
 
     evil = '<script>alert(1)</script><img src=x onerror="alert(2)">'
     tx = ("t1", "Ev1l01", "W0rk0001", "TOPUP", "5", "5", "2026-01-01T00:00:00Z", evil, "AD", evil)
     run = ("r1", "W0rk0001", "Ev1l01", "001", "1", "FAILED", "001000001", "new", "false",
-           "false", "2026-01-01T00:00:00Z", "", "12")  # fmt: skip
+           "false", "2026-01-01T00:00:00Z", "", "12", evil)  # fmt: skip
     log = LogRow("W0rk0001", "Ev1l01", "FAILED", "STRICT", "001000001", "5", "", "", "")
     data = _data(
         tenant_names={"Ev1l01": evil},
@@ -388,6 +494,7 @@ def test_console__hostile_text_is_escaped_everywhere(tmp_path):
         log={"W0rk0001": log},
         runs=fold_runs([run], {"W0rk0001"}),
         reasons={"001000001": evil},
+        modules={"001": ModuleInfo("001", evil, "core", evil, evil, "active")},
         redemptions=[dict.fromkeys(COLUMNS[PROMOTION_REDEMPTIONS], evil) | {"tenant_id": "Ev1l01"}],
         cache_rows=[dict.fromkeys(COLUMNS[CACHE_INDEX], evil) | {"size_bytes": "1"}],
     )

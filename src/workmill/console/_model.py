@@ -26,9 +26,7 @@ LOG_COLUMNS = tuple(
     for c in bt.COLUMNS[bt.WORKORDERS_LOG]
     if c not in ("spend_transaction_id", "refund_transaction_id")
 )
-RUN_COLUMNS = tuple(
-    c for c in bt.COLUMNS[bt.MODULE_RUNS_LOG] if c not in ("outputs_sha256", "module_digest")
-)
+RUN_COLUMNS = tuple(c for c in bt.COLUMNS[bt.MODULE_RUNS_LOG] if c != "outputs_sha256")
 # Module runs that asked the cache before running (a reuse of a release or of
 # tenant assets does not, and a skipped module never got that far).
 CACHE_LOOKUP_REUSE = frozenset({"new", "cache"})
@@ -79,6 +77,7 @@ class RunRow(NamedTuple):
     started_at: str
     finished_at: str
     duration_ms: str
+    module_digest: str  # the module folder's digest when it ran; "" when reused or not recorded
 
 
 @dataclass
@@ -177,6 +176,11 @@ class ModuleStats:
     cache_hits: int = 0
     durations: list[int] = field(default_factory=list)
     versions: set[str] = field(default_factory=set)
+    digests: Counter[str] = field(default_factory=Counter)  # runs per digest that ran
+
+    def off_pin(self, pin: str) -> int:
+        """Runs whose recorded digest is not ``pin`` (none when nothing is pinned)."""
+        return sum(n for d, n in self.digests.items() if pin and d != pin)
 
     @property
     def failure_rate(self) -> float:
@@ -209,7 +213,8 @@ def fold_runs(cells: Iterable[tuple[str, ...]], keep: set[str]) -> RunFold:
     """Per-module statistics over every run; the runs of the work orders in ``keep``.
 
     Counting is done by ``Counter`` over column tuples (a C loop); the statistics
-    are folded from the few (module, version, status, reuse, hit) keys afterwards.
+    are folded from the few (module, version, status, reuse, hit, digest) keys
+    afterwards.
     """
     rows = list(cells)
     out = RunFold(total=len(rows))
@@ -218,12 +223,14 @@ def fold_runs(cells: Iterable[tuple[str, ...]], keep: set[str]) -> RunFold:
     for c in rows:
         if c[5] != ModuleStatus.SKIPPED:
             raw.setdefault(c[3], []).append(c[12] or "0")
-    for (module, version, status, reuse, hit), n in Counter(
-        map(itemgetter(3, 4, 5, 7, 8), rows)
+    for (module, version, status, reuse, hit, digest), n in Counter(
+        map(itemgetter(3, 4, 5, 7, 8, 13), rows)
     ).items():
         s = out.modules.setdefault(module, ModuleStats())
         s.runs += n
         s.versions.add(version)
+        if digest:
+            s.digests[digest] += n
         s.skipped += n if status == ModuleStatus.SKIPPED else 0
         s.failed += n if status == ModuleStatus.FAILED else 0
         s.with_exception += n if status == ModuleStatus.COMPLETED_WITH_EXCEPTION else 0

@@ -213,8 +213,16 @@ def write_modules(w: SiteWriter) -> None:
             ("skipped", [stats[i].skipped for i in ids]),
         ],
     )
+    off_pin = sum(s.off_pin(d.modules[mid].digest) for mid, s in stats.items() if mid in d.modules)
     w.write(
-        "modules.html", "modules.html.j2", "modules", "Modules", ids=ids, stats=stats, chart=chart
+        "modules.html",
+        "modules.html.j2",
+        "modules",
+        "Modules",
+        ids=ids,
+        stats=stats,
+        chart=chart,
+        off_pin=off_pin,
     )
 
 

@@ -23,6 +23,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from operator import itemgetter
 
+from workmill import billing_tables as bt
 from workmill.errors import StateError
 from workmill.state import BillingState
 
@@ -41,23 +42,26 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _picker(header: Sequence[str], columns: Sequence[str], where: str):
+def _picker(header: Sequence[str], columns: Sequence[str], where: str, optional=frozenset()):
+    """Cells of ``columns`` by position; an ``optional`` column missing here reads as ""."""
     missing = [c for c in columns if c not in header]
-    if missing:
+    if [c for c in missing if c not in optional]:
         raise StateError(f"{where}: missing column(s) {', '.join(missing)}")
-    idx = [list(header).index(c) for c in columns]
+    idx = [list(header).index(c) if c in header else -1 for c in columns]
+    if missing:  # a chunk written before a column was added (rare: the slow path is fine)
+        return lambda cells: tuple(cells[i] if i >= 0 else "" for i in idx)
     if len(idx) == 1:
         one = idx[0]
         return lambda cells: (cells[one],)
     return itemgetter(*idx)
 
 
-def _chunk_rows(text: str, columns: Sequence[str], where: str) -> list[Cells]:
+def _chunk_rows(text: str, columns: Sequence[str], where: str, optional=frozenset()) -> list[Cells]:
     if '"' in text or "\r" in text:
         reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         try:
             header = [h.strip() for h in next(reader, [])]
-            pick = _picker(header, columns, where)
+            pick = _picker(header, columns, where, optional)
             out = []
             for cells in reader:
                 if cells and len(cells) == len(header):
@@ -69,7 +73,7 @@ def _chunk_rows(text: str, columns: Sequence[str], where: str) -> list[Cells]:
         return out
     lines = text.split("\n")
     header = [h.strip() for h in lines[0].split(",")]
-    pick = _picker(header, columns, where)
+    pick = _picker(header, columns, where, optional)
     width = len(header)
     rows = [line.split(",") for line in lines[1:] if line]
     if rows and set(map(len, rows)) != {width}:  # the rare error path may be slow
@@ -96,4 +100,4 @@ def _chunks(state: BillingState, table: str, columns: Sequence[str]) -> Iterator
             text = state.raw_asset(p.asset).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StateError(f"{where}: not UTF-8 (byte {exc.start})") from exc
-        yield _chunk_rows(text, columns, where)
+        yield _chunk_rows(text, columns, where, frozenset(bt.ADDED_COLUMNS.get(table, ())))
