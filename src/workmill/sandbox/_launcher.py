@@ -9,6 +9,7 @@ the runner reads output and waits for exits exactly as with a local child.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import marshal
 import os
@@ -112,8 +113,10 @@ class StepHandle:
             self.exit_fd = -1
 
 
-def python_paths() -> list[str]:
-    """Where the Python the steps use lives, when outside the system folders."""
+@functools.cache
+def _python_paths() -> tuple[str, ...]:
+    """Where the Python the steps use lives, when outside the system folders (once per
+    process: every module run binds them)."""
     out: list[str] = []
     for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         real = os.path.realpath(p)
@@ -121,7 +124,12 @@ def python_paths() -> list[str]:
             out.append(real)
             if p != real:
                 out.append(p)
-    return sorted(set(out))
+    return tuple(sorted(set(out)))
+
+
+def python_paths() -> list[str]:
+    """Where the Python the steps use lives, when outside the system folders."""
+    return list(_python_paths())
 
 
 def _exists(paths: Sequence[str]) -> tuple[str, ...]:

@@ -74,7 +74,13 @@ def bwrap_works(path: str) -> str | None:
 
 def find_bwrap(env: Mapping[str, str]) -> tuple[str | None, str]:
     """(the working bwrap, or None and why not)."""
-    path = shutil.which("bwrap", path=env.get("PATH") or os.defpath)
+    return _find_bwrap(env.get("PATH") or os.defpath)
+
+
+@functools.cache
+def _find_bwrap(search_path: str) -> tuple[str | None, str]:
+    """Once per process and PATH: every module run asks (``bwrap_works`` is cached too)."""
+    path = shutil.which("bwrap", path=search_path)
     if path is None:
         return None, "bwrap is not installed (apt-get install bubblewrap)"
     broken = bwrap_works(path)
