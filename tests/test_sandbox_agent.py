@@ -3,13 +3,18 @@ asking again (docs/architecture.md "Runner", *Processes*)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from test_runner_support import run
 from workmill.sandbox import StepLauncher
-from workmill.sandbox._launcher import parse_exit_report
+from workmill.sandbox._launcher import AGENT_FILE, parse_exit_report
+
+AGENT_DIR = AGENT_FILE.parent
 
 
 @pytest.mark.parametrize(
@@ -61,3 +66,34 @@ def test_module_end__a_left_process_is_stopped_with_its_grace(tmp_path, stops):
     r = run(tmp_path, [{"shell": "bash", "run": script}], sandbox="none")
     assert r.status == "COMPLETED", r.message
     assert stops == [0.5]  # kill_grace_seconds of the test request
+
+
+def test_agent_prctl__sets_the_parent_death_signal_and_subreaper_without_ctypes(tmp_path):
+    """The agent's prctl (through ``_ctypes`` only) takes effect; checked with ctypes."""
+    code = (
+        "import ctypes, sys\n"
+        f"sys.path.insert(0, {str(AGENT_DIR)!r})\n"
+        "import _agent\n"
+        "_agent._prctl(_agent.PR_SET_PDEATHSIG, 15)\n"
+        "_agent._prctl(_agent.PR_SET_CHILD_SUBREAPER, 1)\n"
+        "v = ctypes.c_int()\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.prctl(2, ctypes.byref(v), 0, 0, 0)\n"  # PR_GET_PDEATHSIG
+        "w = ctypes.c_int()\n"
+        "libc.prctl(37, ctypes.byref(w), 0, 0, 0)\n"  # PR_GET_CHILD_SUBREAPER
+        "print(v.value, w.value)\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["15", "1"], out.stderr
+
+
+def test_agent__imports_no_ctypes_package_in_either_mode():
+    """What keeps the agent's start cheap: built-in and C modules only."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(AGENT_DIR)!r})\n"
+        "import _agent\n"
+        "_agent._prctl(_agent.PR_SET_CHILD_SUBREAPER, 0)\n"
+        "print(sorted(m for m in ('ctypes', 'json', 'socket', 'signal') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr

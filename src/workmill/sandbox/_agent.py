@@ -55,11 +55,23 @@ SIGTERM, SIGKILL, SIGCHLD, SIGHUP = (
 
 
 def _prctl(option: int, value: int) -> None:
+    """prctl(2) through ``_ctypes`` alone: only ``sandbox: none`` needs it, and importing
+    the ``ctypes`` package costs as much as the rest of the agent's start."""
     try:
-        import ctypes  # only for sandbox: none, where prctl is the whole point
+        import _ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError, ImportError):
+        class _Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class _Func(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = _Int
+
+        class _Libc:
+            _handle = _ctypes.dlopen(None, 0)
+
+        _Func(("prctl", _Libc()))(option, value, 0, 0, 0)
+    except (OSError, AttributeError, ImportError, TypeError):
         pass
 
 
