@@ -49,6 +49,7 @@ PAGE_FACTS = """(() => {
     cacheHitRate: text(document.querySelector('[data-cache-hit-rate]')),
     thWithoutScope: all('th:not([scope])').length,
     tablesWithoutHeaders: all('table').filter(t => !t.querySelector('th[scope]')).length,
+    chartsWithoutSvg: all('figure.chart').filter(f => !f.querySelector('svg')).length,
     unlabelledSvgs: all('svg').filter(s => s.getAttribute('role') !== 'img' ||
       !(s.getAttribute('aria-label') || s.getAttribute('aria-labelledby'))).length,
     h1: text(document.querySelector('h1')),
@@ -109,13 +110,14 @@ def _assert_clean(pages: dict[str, dict], site: Path) -> None:
         assert page["errors"] == [], (path, page["errors"])
         assert page["requests"] and all(u.startswith("file://") for u in page["requests"]), path
         assert page["thWithoutScope"] == 0 and page["tablesWithoutHeaders"] == 0, path
-        assert page["unlabelledSvgs"] == 0, path
+        assert page["unlabelledSvgs"] == 0 and page["chartsWithoutSvg"] == 0, path
         assert page["h1"] and page["title"].startswith(page["h1"]), path
         for tabindex, role, label, caption in page["scrollers"]:  # keyboard-scrollable regions
             assert (tabindex, role) == (0, "region") and label, (path, label)
             assert caption is None or label == caption, (path, label, caption)
     html = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
-    assert "<script" not in html
+    assert "<script" not in html and "&lt;Macro" not in html
+    assert (site / "modules.html").read_text(encoding="utf-8").count("<svg") == 1
 
 
 def _assert_overview(overview: dict, pulled: Path, balance: Counter[str]) -> None:

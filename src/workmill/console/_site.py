@@ -221,7 +221,7 @@ def write_modules(w: SiteWriter) -> None:
         "Modules",
         ids=ids,
         stats=stats,
-        chart=chart,
+        outcomes_chart=chart,
         off_pin=off_pin,
     )
 
