@@ -99,6 +99,20 @@ def _publish_and_install(cli, pub: Path, con: Path, key: Path, where: list[str])
     _ok(cli("validate", cwd=con))
 
 
+def _configure(repos: tuple[Path, ...], drop: tuple[str, ...], add: str) -> None:
+    """Point both repos at one shared store: replace the workmill.yml keys in ``drop``."""
+    for repo in repos:
+        lines = (repo / "workmill.yml").read_text().splitlines()
+        kept = "\n".join(x for x in lines if not x.startswith(drop))
+        (repo / "workmill.yml").write_text(f"{kept}\n{add}")
+
+
+def _write_signed(reg: Path, body: bytes, key_path: Path) -> None:
+    """Write an index and a valid signature of it (the publisher's key signs anything)."""
+    (reg / "index.json").write_bytes(body)
+    (reg / "index.json.sig").write_bytes(sign_index(body, signing.load_private_key(key_path)))
+
+
 def test_registry__publish_search_install_on_a_second_repo_directory(cli, two_repos, tmp_path):
     pub, con, key = two_repos
     _publish_and_install(cli, pub, con, key, ["--registry", str(tmp_path / "reg")])
@@ -112,10 +126,7 @@ def test_registry__publish_search_install_on_a_second_repo_directory(cli, two_re
 def test_registry__publish_install_through_the_local_store_release(cli, two_repos, tmp_path):
     pub, con, key = two_repos
     shared = tmp_path / "shared-store"
-    for repo in (pub, con):
-        text = (repo / "workmill.yml").read_text()
-        text = "\n".join(x for x in text.splitlines() if not x.startswith("local_store_dir:"))
-        (repo / "workmill.yml").write_text(f"{text}\nlocal_store_dir: {shared}\n")
+    _configure((pub, con), ("local_store_dir:",), f"local_store_dir: {shared}\n")
     _publish_and_install(cli, pub, con, key, [])
     names = sorted(os.listdir(shared / "registry-v1"))
     assert "index-r000000001.json" in names and "index-r000000001.json.sig" in names
@@ -124,12 +135,7 @@ def test_registry__publish_install_through_the_local_store_release(cli, two_repo
 def test_registry__publish_install_through_fake_github(cli, two_repos, tmp_path):
     pub, con, key = two_repos
     with FakeGithub() as fake:
-        for repo in (pub, con):
-            text = (repo / "workmill.yml").read_text()
-            text = "\n".join(
-                x for x in text.splitlines() if not x.startswith(("store:", "cache_backend:"))
-            )
-            (repo / "workmill.yml").write_text(text + "\n" + github_workmill_yml(fake.url))
+        _configure((pub, con), ("store:", "cache_backend:"), github_workmill_yml(fake.url))
         env = {"GH_TOKEN": TOKEN}
         run = lambda *a, cwd: cli(*a, cwd=cwd, env=env)  # noqa: E731
         _publish_and_install(run, pub, con, key, [])
@@ -221,9 +227,7 @@ def _resign_with(reg: Path, key_path: Path, archive: bytes) -> None:
     data = json.loads(index.to_bytes())
     v = data["modules"]["demand-forecast"]["versions"]["1.0.0"]
     v["sha256"], v["size_bytes"] = sha256_bytes(archive), len(archive)
-    body = Index.model_validate(data).to_bytes()
-    (reg / "index.json").write_bytes(body)
-    (reg / "index.json.sig").write_bytes(sign_index(body, signing.load_private_key(key_path)))
+    _write_signed(reg, Index.model_validate(data).to_bytes(), key_path)
 
 
 def test_registry__traversal_entry_refused_even_when_signed(cli, published, tmp_path):
@@ -341,19 +345,14 @@ def test_registry__rollback_to_an_older_signed_index_refused_directory(cli, two_
     forked = Index.model_validate_json(newer["index.json"]).model_copy(
         update={"updated_at": "2026-11-23T13:00:00Z"}
     )
-    body = forked.to_bytes()
-    (reg / "index.json").write_bytes(body)
-    (reg / "index.json.sig").write_bytes(sign_index(body, signing.load_private_key(key)))
+    _write_signed(reg, forked.to_bytes(), key)
     _refused(cli("registry", "search", *where, cwd=con), "two different indexes")
 
 
 def test_registry__rollback_refused_through_the_local_store_release(cli, two_repos, tmp_path):
     pub, con, key = two_repos
     shared = tmp_path / "shared-store"
-    for repo in (pub, con):
-        text = (repo / "workmill.yml").read_text()
-        text = "\n".join(x for x in text.splitlines() if not x.startswith("local_store_dir:"))
-        (repo / "workmill.yml").write_text(f"{text}\nlocal_store_dir: {shared}\n")
+    _configure((pub, con), ("local_store_dir:",), f"local_store_dir: {shared}\n")
     _two_revisions(cli, pub, con, key, [])
     for suffix in ("", ".sig"):  # the newest revision withheld: the older one is served
         (shared / "registry-v1" / f"index-r000000002.json{suffix}").unlink()
@@ -363,12 +362,7 @@ def test_registry__rollback_refused_through_the_local_store_release(cli, two_rep
 def test_registry__rollback_refused_through_fake_github(cli, two_repos):
     pub, con, key = two_repos
     with FakeGithub() as fake:
-        for repo in (pub, con):
-            text = (repo / "workmill.yml").read_text()
-            text = "\n".join(
-                x for x in text.splitlines() if not x.startswith(("store:", "cache_backend:"))
-            )
-            (repo / "workmill.yml").write_text(text + "\n" + github_workmill_yml(fake.url))
+        _configure((pub, con), ("store:", "cache_backend:"), github_workmill_yml(fake.url))
         run = lambda *a, cwd: cli(*a, cwd=cwd, env={"GH_TOKEN": TOKEN})  # noqa: E731
         _two_revisions(run, pub, con, key, [])
         with fake.lock:  # the release now serves revision 1 as its newest index
@@ -384,9 +378,7 @@ def test_registry__an_index_without_revision_or_time_refused(cli, published):
     con, reg, key = published
     data = json.loads((reg / "index.json").read_bytes())
     for field, value in (("revision", 0), ("updated_at", "")):
-        body = Index.model_validate({**data, field: value}).to_bytes()
-        (reg / "index.json").write_bytes(body)
-        (reg / "index.json.sig").write_bytes(sign_index(body, signing.load_private_key(key)))
+        _write_signed(reg, Index.model_validate({**data, field: value}).to_bytes(), key)
         _refused(_install(cli, con, reg), "no revision or no updated_at")
     _nothing_unpacked(con)
 
