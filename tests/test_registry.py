@@ -13,11 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from platform_factory import EXAMPLES
 from test_github_support import TOKEN, FakeGithub, github_workmill_yml
 from workmill import signing
-from workmill.registry import ArchiveRefused, Index, check_members, pack
+from workmill.registry import (
+    ArchiveRefused,
+    Index,
+    IndexMemory,
+    RegistryRefused,
+    check_members,
+    pack,
+)
 from workmill.registry._archive import MAX_ARCHIVE_BYTES
 from workmill.registry._index import sign_index
 
@@ -404,3 +413,37 @@ def test_registry__install_refuses_a_module_id_taken_by_another_module(cli, publ
     _refused(_install(cli, con, reg), "module_registry.csv already registers 008 ('Old scorer'")
     assert ids.read_bytes().endswith(b"008,03,Old scorer,retired,\n")
     assert not ours.exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.sampled_from("ab")), min_size=1, max_size=12))
+def test_index_memory__accepted_revisions_never_go_down_nor_fork(tmp_path_factory, served):
+    """Whatever order indexes are served in, what is accepted only moves forward."""
+    memory = IndexMemory(tmp_path_factory.mktemp("repo"), "directory /r", "reset")
+    accepted: list[tuple[int, str]] = []
+    for revision, content in served:
+        index = Index(revision=revision, updated_at="2026-11-23T12:00:00Z")
+        data = index.to_bytes() + content.encode()  # two contents under one revision
+        highest = max(accepted, default=(0, ""))
+        try:
+            memory.accept(index, data, "r")
+        except RegistryRefused as exc:
+            assert "\n" not in str(exc) and "reset" in str(exc)
+            assert revision < highest[0] or (revision == highest[0] and content != highest[1])
+            continue
+        assert revision > highest[0] or (revision, content) == highest
+        accepted.append((revision, content))
+    seen = memory.read()
+    assert seen is not None and seen.revision == max(r for r, _ in accepted)
+
+
+def test_index_memory__a_damaged_record_is_refused_in_one_line_and_forgotten(tmp_path):
+    memory = IndexMemory(tmp_path, "directory /r", "workmill registry forget --registry /r")
+    memory.path.parent.mkdir(parents=True)
+    memory.path.write_text("{not json")
+    index = Index(revision=1, updated_at="2026-11-23T12:00:00Z")
+    with pytest.raises(RegistryRefused, match=r"^\.workmill/registry/[0-9a-f]{24}\.json: not a"):
+        memory.accept(index, index.to_bytes(), "r")
+    assert memory.forget() == (True, None) and not memory.path.exists()
+    memory.accept(index, index.to_bytes(), "r")  # accepted as new after the reset
+    assert memory.read().revision == 1
