@@ -273,11 +273,20 @@ def load_snapshot(repo: PlatformRepo) -> Snapshot:
     snap.input_hashes.update({f"modules/{m}/": FOLDER for m in module_dirs})
     snap.input_hashes.update({f"tenants/{t}/": FOLDER for t in tenant_dirs})
     trusted = _trusted_schema_hashes(repo)
-    for part in fork_map(_load_modules, (repo, trusted), module_dirs, threshold=PARALLEL_LOAD):
-        _merge(snap, part)
-    for part in fork_map(_load_tenants, repo, tenant_dirs, threshold=PARALLEL_LOAD):
+    # one pass over both kinds of folder, so a big repo starts one pool of workers, not two
+    folders = [(True, m) for m in module_dirs] + [(False, t) for t in tenant_dirs]
+    for part in fork_map(_load_folders, (repo, trusted), folders, threshold=PARALLEL_LOAD):
         _merge(snap, part)
     return snap
+
+
+def _load_folders(
+    state: tuple[PlatformRepo, set[str]], folders: Sequence[tuple[bool, str]]
+) -> Snapshot:
+    """Module folders (``True``) and tenant folders (``False``), in one snapshot part."""
+    part = _load_modules(state, [name for is_module, name in folders if is_module])
+    _merge(part, _load_tenants(state[0], [name for is_module, name in folders if not is_module]))
+    return part
 
 
 def work_order_snapshot(repo: PlatformRepo) -> Snapshot:
@@ -336,7 +345,7 @@ def _is_folder(parent: Path, name: str) -> bool:
     return (parent / name).is_dir()
 
 
-PARALLEL_LOAD = 1500
+PARALLEL_LOAD = 1000
 # params schemas (by sha256) already checked against their metaschema in this process
 _VERIFIED_SCHEMAS: set[str] = set()
 
