@@ -291,12 +291,14 @@ class Audit:
         self._item_tx = array("q")
         self._item_sum: list[int] = []
         self._promo_items: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._refunded: dict[str, dict[str, tuple[int, str]]] = {}
+        # REFUND transaction id -> (module run id, item row, module id) of its MODULE_REFUND lines
+        self._refunded: dict[str, list[tuple[str, int, str]]] = {}
         # redemptions
         self._events: dict[tuple[str, str, str], int] = defaultdict(int)
         self._event_rows: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         # module runs of work orders with a REFUND: work order -> run id -> cells
-        self._runs: dict[str, dict[str, Cells]] | None = None
+        self._refund_wos: set[str] | None = None
+        self._runs: dict[str, list[Cells]] = {}
         for row in prior_transactions:
             self._prior_transaction(row)
 
@@ -478,23 +480,28 @@ class Audit:
         out.update((key, values[k]) for key, k in self._topup_last.items())
         return out
 
-    def transaction(self, tx_id: str) -> tuple[str, str] | None:
-        """(type, work order) of a fed transaction, or None."""
-        k = self._tx_index.get(tx_id)
-        return None if k is None else (self._tx_type[k], self._tx_wo[k])
+    def spend_work_orders(self, tx_ids: Sequence[str]) -> list[str]:
+        """The work order of each named transaction that is a fed SPEND, else ''."""
+        types, wos = self._tx_type, self._tx_wo
+        return [
+            wos[k] if k is not None and types[k] == SPEND else ""
+            for k in map(self._tx_index.get, tx_ids)
+        ]
 
     # ------------------------------------------------------------ module runs
     def add_module_runs(self, rows: Sequence[Cells]) -> None:
-        """Feed module_runs_log rows (``RUN_COLUMNS`` order), after the transactions."""
-        if self._runs is None:
-            self._runs = {
-                wo: {} for typ, wo in zip(self._tx_type, self._tx_wo, strict=True) if typ == REFUND
+        """Feed module_runs_log rows (``RUN_COLUMNS`` order), after the transactions.
+        Only runs of work orders with a REFUND are kept, without their tenant."""
+        if self._refund_wos is None:
+            self._refund_wos = {
+                wo for typ, wo in zip(self._tx_type, self._tx_wo, strict=True) if typ == REFUND
             }
-        runs = self._runs
+        wanted, runs, intern = self._refund_wos, self._runs, sys.intern
         for row in rows:
-            mine = runs.get(row[M_WO])
-            if mine is not None:
-                mine[row[M_RUN]] = row
+            wo = row[M_WO]
+            if wo in wanted:
+                kept = (row[M_RUN], wo, "", intern(row[M_MODULE]), intern(row[M_STATUS]))
+                runs.setdefault(wo, []).append((*kept, intern(row[M_REASON])))
 
     # ------------------------------------------------------------ items
     def add_items(self, rows: Sequence[Cells]) -> None:
@@ -585,7 +592,8 @@ class Audit:
         types = self._tx_type
         for i, row, k in zip(count(start), rows, owners):
             if k is not None and row[I_KIND] == "MODULE_REFUND" and types[k] == REFUND:
-                self._refunded.setdefault(row[I_TX], {})[row[I_RUN]] = (i, row[I_MODULE])
+                line = (row[I_RUN], i, sys.intern(row[I_MODULE]))
+                self._refunded.setdefault(row[I_TX], []).append(line)
 
     # ------------------------------------------------------------ redemptions
     def add_redemptions(self, rows: Sequence[Cells]) -> None:
@@ -758,7 +766,7 @@ class Audit:
         """REFUND lines agree with the recorded module outcomes and the reason policy: a
         module line is refunded exactly when its run FAILED or was SKIPPED with a
         refundable reason."""
-        if not self._runs or not any(self._runs.values()):
+        if not self._runs:
             return []
         out: list[Violation] = []
         values, seen = self._tx_ids.values, set()
@@ -766,9 +774,10 @@ class Audit:
             if typ != REFUND or values[k] in seen:
                 continue
             seen.add(values[k])
-            runs = self._runs.get(self._tx_wo[self._tx_index[values[k]]], {})
+            runs = self._runs.get(self._tx_wo[self._tx_index[values[k]]])
             if runs:  # outcomes recorded with this REFUND (older ledgers may lack them)
-                out += self._refund_disagreements(self._refunded.get(values[k], {}), runs)
+                refunded = {run: (i, mid) for run, i, mid in self._refunded.get(values[k], ())}
+                out += self._refund_disagreements(refunded, {r[M_RUN]: r for r in runs})
         return out
 
     def _refund_disagreements(

@@ -20,10 +20,12 @@ import hashlib
 import io
 import multiprocessing
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from operator import itemgetter
+from typing import NamedTuple
 
 from workmill import billing_tables as bt
 from workmill import clock
@@ -38,7 +40,12 @@ from workmill.ledger.verify import (
     Violation,
 )
 from workmill.state import workorder_index as wi
-from workmill.state.billing_state import TOPUP_REFERENCES, BillingState, columns_of
+from workmill.state.billing_state import (
+    TOPUP_REFERENCE_COLUMNS,
+    TOPUP_REFERENCES,
+    BillingState,
+    columns_of,
+)
 from workmill.state.manifest import PartitionRef
 from workmill.tables import parse_rows
 
@@ -115,12 +122,16 @@ class _Derived:
         """Index rows these source rows give (``wi.derive``), into the wanted digests."""
         code = _SOURCE_CODE[table]
         cols = wi.INDEXED[table]
-        wo_at = -1 if table == bt.TRANSACTION_ITEMS else header.index("work_order_id")
+        if table == bt.TRANSACTION_ITEMS:  # items of SPENDs, under the SPEND's work order
+            at = header.index("transaction_id")
+            wos = self.audit.spend_work_orders([r[at] for r in rows])
+        else:
+            at = header.index("work_order_id")
+            wos = [r[at] for r in rows]
         shortcut = plain and tuple(header) == cols[: len(header)]
         pad = "," * (_WIDTH - len(header))
         lines = self.want.lines
-        for row in rows:
-            wo = row[wo_at] if wo_at >= 0 else self._item_work_order(header, row)
+        for wo, row in zip(wos, rows, strict=True):
             if not wo:
                 continue
             if shortcut:
@@ -147,29 +158,71 @@ class _Derived:
             else:
                 cur.pop((r[t], r[w]), None)
 
+    def topup_references(self, part: _Read) -> None:
+        """(tenant, reference) -> transaction id as stored (the last row wins)."""
+        if part.rows is None:
+            found = _REFERENCE.findall(part.body)
+        else:
+            at = [part.header.index(c) for c in ("tenant_id", "reference", "transaction_id")]
+            found = [(r[at[0]], r[at[1]], r[at[2]]) for r in part.rows]
+        if found:
+            tenants, refs, txs = zip(*found, strict=True)
+            self.topup_refs.update(zip(zip(tenants, refs, strict=True), txs, strict=True))
+
     def open_work_orders(self) -> list[dict[str, str]]:
         return [self._open[k] for k in sorted(self._open)]
 
-    def _item_work_order(self, header: list[str], row: list[str]) -> str:
-        tx = self.audit.transaction(row[header.index("transaction_id")])
-        return tx[1] if tx is not None and tx[0] == "SPEND" else ""
-
-    def index_rows(self, group: str, text: str, header: list[str], rows: list[list[str]]) -> None:
+    def index_rows(self, group: str, part: _Read) -> None:
         """Stored index rows of one partition, into the stored digests."""
-        if tuple(header) != wi.WORKORDER_INDEX_COLUMNS:
+        if tuple(part.header) != wi.WORKORDER_INDEX_COLUMNS:
             self.exact = False
             return
-        plain = not any(c in text for c in ('"', "\r", "\0"))
+        if part.rows is None:  # plain text: each line is its row's canonical text
+            found = _INDEX_LINE.findall(part.body)
+        else:
+            found = [(_render(row), row[1]) for row in part.rows]
         lines = self.have.lines
-        for row in rows:
-            line = ",".join(row) if plain else _render(row)
-            key = (group, row[1])
+        for line, source in found:
+            key = (group, source)
             found = lines.get(key)
             if found is None:
                 lines[key] = [line]
             else:
                 found.append(line)
         self.have.flush()
+
+
+class _Read(NamedTuple):
+    """One partition as read: its text, header, and rows (None: a plain derived table
+    whose rows are taken from ``body`` by regular expression, see ``_lean``)."""
+
+    text: str
+    header: list[str]
+    rows: list[list[str]] | None
+    body: str = ""
+
+
+# Derived tables read without splitting every row: in plain text (no quote, CR or NUL)
+# where every line has exactly the header's number of cells, lines are rows.
+_LEAN = {wi.WORKORDER_INDEX: wi.WORKORDER_INDEX_COLUMNS, TOPUP_REFERENCES: TOPUP_REFERENCE_COLUMNS}
+_SHAPE = {
+    n: re.compile(rf"(?:[^,\n]*(?:,[^,\n]*){{{n - 1}}}\n)*")
+    for n in {len(c) for c in _LEAN.values()}
+}
+_INDEX_LINE = re.compile(r"^([^,\n]*,([^,\n]*),[^\n]*)$", re.MULTILINE)
+_REFERENCE = re.compile(r"^([^,\n]*),([^,\n]*),([^,\n]*),", re.MULTILINE)
+
+
+def _lean(table: str, text: str) -> _Read | None:
+    cols = _LEAN.get(table)
+    if cols is None or any(c in text for c in ('"', "\r", "\0")):
+        return None
+    end = text.find("\n")
+    header = text[:end].split(",")
+    body = text[end + 1 :]
+    if end < 0 or tuple(header) != cols or not _SHAPE[len(cols)].fullmatch(body):
+        return None
+    return _Read(text, header, None, body)
 
 
 @dataclass
@@ -191,7 +244,7 @@ def _partitions(state: BillingState, table: str) -> list[tuple[int, PartitionRef
 
 def _read(
     state: BillingState, table: str, pos: int, p: PartitionRef, bad: _Integrity
-) -> tuple[str, list[str], list[list[str]]] | None:
+) -> _Read | None:
     """One partition checked against the manifest and parsed, or None (reported)."""
     try:
         data = state.asset_bytes(p.asset)
@@ -205,17 +258,19 @@ def _read(
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = ""
+    part = _lean(table, text)
     try:
-        header, rows = parse_rows(data, f"{state.where}{p.asset}", columns_of(table))
+        if part is None:
+            header, rows = parse_rows(data, f"{state.where}{p.asset}", columns_of(table))
+            part = _Read(text, header, rows)
     except SpecError as exc:
         bad.add(table, pos, str(exc), check="table")
         return None
-    if len(rows) != p.rows:
-        bad.add(
-            table, pos, f"{table}: asset {p.asset} has {len(rows)} rows, manifest says {p.rows}"
-        )
+    n = part.body.count("\n") if part.rows is None else len(part.rows)
+    if n != p.rows:
+        bad.add(table, pos, f"{table}: asset {p.asset} has {n} rows, manifest says {p.rows}")
         return None
-    return text, header, rows
+    return part
 
 
 def _feeder(audit: Audit, table: str) -> Callable[[Sequence[Sequence[str]]], None] | None:
@@ -227,30 +282,25 @@ def _feeder(audit: Audit, table: str) -> Callable[[Sequence[Sequence[str]]], Non
     }.get(table)
 
 
-def _feed(
-    audit: Audit,
-    derived: _Derived,
-    table: str,
-    group: str,
-    part: tuple[str, list[str], list[list[str]]],
-) -> None:
-    text, header, rows = part
+def _feed(audit: Audit, derived: _Derived, table: str, group: str, part: _Read) -> None:
+    if table == wi.WORKORDER_INDEX:
+        derived.index_rows(group, part)
+        return
+    if table == TOPUP_REFERENCES:
+        derived.topup_references(part)
+        return
+    header, rows = part.header, part.rows or []
     feed = _feeder(audit, table)
     if feed is not None and rows:
         pick = itemgetter(*(header.index(c) for c in _FED[table]))
         feed(list(map(pick, rows)))
     if table in wi.INDEXED:
-        plain = not any(c in text for c in ('"', "\\", "\r", "\0"))
+        plain = not any(c in part.text for c in ('"', "\\", "\r", "\0"))
         derived.source_rows(table, header, rows, plain)
     if table == bt.WORKORDERS_LOG:
         derived.log_rows(header, rows)
     elif table == bt.PROMOTION_REDEMPTIONS:
         derived.redemptions += [dict(zip(header, r, strict=True)) for r in rows]
-    elif table == wi.WORKORDER_INDEX:
-        derived.index_rows(group, text, header, rows)
-    elif table == TOPUP_REFERENCES:
-        at = header.index("tenant_id"), header.index("reference"), header.index("transaction_id")
-        derived.topup_refs.update(((r[at[0]], r[at[1]]), r[at[2]]) for r in rows)
 
 
 # The two halves run in two processes on a large local store: the ledger checks over
@@ -357,5 +407,17 @@ def audit_state(state: BillingState, *, parallel: bool = False) -> list[Violatio
     out += state.promo_usage_violations(a.redemptions)
     out += state.open_violations(b.open)
     if TOPUP_REFERENCES in tables:
-        out += state.topup_reference_violations(audit.topup_references(), b.topup_refs)
+        out += _topup_references(state, audit.topup_references(), b.topup_refs)
     return out
+
+
+def _topup_references(
+    state: BillingState, want: dict[tuple[str, str], str], have: dict[tuple[str, str], str]
+) -> list[Violation]:
+    """Only the keys that differ go to the (set-building) comparison that words them."""
+    differ = [k for k, tx in have.items() if want.get(k) != tx]
+    differ += [k for k in want if k not in have]
+    pick = set(differ)
+    return state.topup_reference_violations(
+        {k: v for k, v in want.items() if k in pick}, {k: v for k, v in have.items() if k in pick}
+    )
