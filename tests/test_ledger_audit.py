@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from test_billing_support import TENANT, bootstrapped_store
 from test_ledger_checks import AT, BROKEN, REFUNDABLE, _tables, sound
+from test_state_workorder_index import WO_A, WO_B, _put, _republish, _spend
 from workmill import billing_tables as bt
 from workmill.fsio import sha256_bytes
 from workmill.ledger import verify
-from workmill.state import BillingStore, audit
+from workmill.state import TOPUP_REFERENCES, WORKORDER_INDEX, BillingStore, audit
 from workmill.state.manifest import Manifest, PartitionRef, TableRef, manifest_asset
 from workmill.state.releases import LocalReleaseStore
 from workmill.state.workorder_index import OPEN_COLUMNS, OPEN_WORK_ORDERS
@@ -89,3 +91,57 @@ def test_verify__a_tampered_partition_is_reported_and_nothing_else(tmp_path, mon
     assert found == [
         f"manifest: {bt.TRANSACTION_ITEMS}: asset {part.asset} sha256 differs from state_manifest.json"
     ]
+
+
+# ---------------------------------------------------------------- derived tables, both paths
+
+
+@pytest.fixture
+def spent(tmp_path, monkeypatch) -> BillingStore:
+    """A real store: a top-up with a reference, then one charged work order."""
+    monkeypatch.setenv("WORKMILL_NOW", AT)
+    s = bootstrapped_store(tmp_path / "repo")
+    s.commit_with_retry(lambda st_: st_.topup(TENANT, "AD", 5000, "seed"))
+    _spend(s, WO_A)
+    return s
+
+
+def _forge(store: BillingStore, table: str, edit) -> None:
+    """Republish head with one partition of ``table`` rewritten by ``edit`` (sha256 kept
+    consistent, as a tamperer with write access would)."""
+
+    def change(tables):
+        ref = tables[table]
+        part = ref.partitions[0]
+        data = edit(store.releases.read_asset(store.tag, part.asset))
+        new = _put(store, f"t-r000000099-forged0-{table.removesuffix('.csv')}.csv", data)
+        rows = data.count(b"\n") - 1
+        parts = [p for p in ref.partitions if p.key != part.key]
+        parts.append(PartitionRef(part.key, new.asset, new.sha256, rows, new.bytes))
+        tables[table] = TableRef(ref.partitioned, tuple(parts), ref.columns)
+
+    _republish(store, change)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "two-processes"])
+@pytest.mark.parametrize(
+    ("table", "edit", "check"),
+    [
+        (TOPUP_REFERENCES, lambda d: d.replace(b",seed,", b",seeds,"), "derived-topup-reference"),
+        (WORKORDER_INDEX, lambda d: d.replace(b",SPEND,-205,", b",SPEND,-5,"), "derived-index"),
+        (
+            OPEN_WORK_ORDERS,
+            lambda d: d + f"{TENANT},{WO_B},Tx000001,{AT}\n".encode(),
+            "derived-open-work-orders",
+        ),
+    ],
+    ids=["topup-references", "index", "open-work-orders"],
+)
+def test_audit_state__a_forged_derived_table_is_named(
+    spent, table, edit, check, parallel, monkeypatch
+):
+    monkeypatch.setattr(audit, "PARALLEL_BYTES", 0)
+    assert audit.audit_state(spent.load(), parallel=parallel) == []
+    _forge(spent, table, edit)
+    found = audit.audit_state(spent.load(), parallel=parallel)
+    assert found and {v.check for v in found} == {check}, [str(v) for v in found]

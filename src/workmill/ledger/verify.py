@@ -100,8 +100,14 @@ _KIND_FITS = frozenset((t, k) for t, kinds in _ITEM_KINDS.items() for k in kinds
 _SIGN = {"TOPUP": 1, "SPEND": -1, "REFUND": 1}
 _NOT_DELIVERED = ("FAILED", "SKIPPED")
 # accepts only what ``_int`` accepts (the fast path may be stricter, never looser)
-_PLAIN_INT = re.compile(r"-?[0-9]{1,19}")
+_PLAIN_INTS = re.compile(r"(?:-?[0-9]{1,19},)*-?[0-9]{1,19}")
 _ID = {kind: re.compile(rf"[0-9A-Za-z]{{{n}}}") for kind, n in ids.LENGTHS.items()}
+_IDS = {
+    kind: re.compile(rf"(?:[0-9A-Za-z]{{{n}}},)*[0-9A-Za-z]{{{n}}}")
+    for kind, n in ids.LENGTHS.items()
+}
+_fold = str.lower  # ids.fold, without a Python call per id
+assert _fold("aB0") == ids.fold("aB0")
 # violations are reported check by check, in this order
 STAGES = (
     "ids",
@@ -128,8 +134,21 @@ def _int(v: str | None) -> int | None:
     return None
 
 
+def _all_plain(pattern: re.Pattern[str], values: Sequence[str]) -> bool:
+    """Whether every value matches ``pattern``'s token (one regex run over the values
+    joined by commas; as many commas as separators means no value held one)."""
+    if not values:
+        return True
+    joined = ",".join(values)
+    return joined.count(",") == len(values) - 1 and pattern.fullmatch(joined) is not None
+
+
+def _plain_ints(values: Sequence[str]) -> bool:
+    return _all_plain(_PLAIN_INTS, values)
+
+
 def _ints(values: Sequence[str]) -> list[int | None]:
-    if all(map(_PLAIN_INT.fullmatch, values)):
+    if _plain_ints(values):
         return list(map(int, values))
     return [_int(v) for v in values]
 
@@ -140,7 +159,7 @@ def cells(rows: Iterable[Row], columns: Sequence[str]) -> list[list[str]]:
 
 
 def _valid_ids(values: Iterable[str], kind: ids.IdKind) -> bool:
-    return all(map(_ID[kind].fullmatch, values))
+    return _all_plain(_IDS[kind], values if isinstance(values, Sequence) else list(values))
 
 
 def _timestamps_ok(values: Iterable[str]) -> bool:
@@ -208,7 +227,9 @@ class _Ids:
     def add(self, values: Sequence[str], ref: Callable[[int], str]) -> list[Violation]:
         start = len(self.values)
         self.values.extend(values)
-        folded = list(map(ids.fold, values))
+        # a batch with no upper-case letter folds to itself: keep the same strings
+        joined = ",".join(values)
+        folded = list(values) if joined.isascii() and joined.islower() else list(map(_fold, values))
         batch = set(folded)
         clean = (
             self._first is None
@@ -352,8 +373,8 @@ class Audit:
         return (
             _valid_ids(set(cols[T_TENANT]), ids.IdKind.TENANT)
             and set(cols[T_TYPE]) <= _TX_TYPES
-            and all(map(_PLAIN_INT.fullmatch, cols[T_AMOUNT]))
-            and all(map(_PLAIN_INT.fullmatch, cols[T_AFTER]))
+            and _plain_ints(cols[T_AMOUNT])
+            and _plain_ints(cols[T_AFTER])
             and _valid_ids(set(cols[T_WO]) - {""}, ids.IdKind.WORK_ORDER)
             and _valid_ids(set(cols[T_PAY]) - {""}, ids.IdKind.PAYMENT)
             and _timestamps_ok(cols[T_AT])
@@ -512,8 +533,10 @@ class Audit:
         cols = list(zip(*rows, strict=True))
         self._out["ids"] += self._item_ids.add(cols[I_ID], self.item_ref)
         kinds = cols[I_KIND]
-        fields_ok = set(kinds) <= _ITEM_KINDS_ALL and all(
-            map(_PLAIN_INT.fullmatch, cols[I_AMOUNT] + cols[I_LINE])
+        fields_ok = (
+            set(kinds) <= _ITEM_KINDS_ALL
+            and _plain_ints(cols[I_AMOUNT])
+            and _plain_ints(cols[I_LINE])
         )
         if not fields_ok:
             self._item_fields(rows, start)

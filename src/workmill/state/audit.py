@@ -16,11 +16,14 @@ row-by-row comparison, which names what differs.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -113,7 +116,7 @@ class _Derived:
     def bucket(self, wo: str) -> str:
         b = self._bucket.get(wo)
         if b is None:
-            b = self._bucket[wo] = wi.bucket(wo)
+            b = self._bucket[wo] = sys.intern(wi.bucket(wo))
         return b
 
     def source_rows(
@@ -325,7 +328,8 @@ class _Part:
     have: dict[tuple[str, str], str]
     exact: bool
     open: list[dict[str, str]]
-    topup_refs: dict[tuple[str, str], str]
+    topup_refs: dict[tuple[str, str], str]  # left empty when sent: the digest stands for it
+    topup_digest: str
     redemptions: list[dict[str, str]]
 
 
@@ -344,13 +348,22 @@ def _run_part(state: BillingState, audit: Audit, tables: Sequence[str]) -> _Part
         derived.exact,
         derived.open_work_orders(),
         derived.topup_refs,
+        _digest(derived.topup_refs),
         derived.redemptions,
     )
 
 
+def _digest(refs: dict[tuple[str, str], str]) -> str:
+    """sha256 of (tenant, reference, transaction) triples in order: equal maps, equal digests."""
+    triples = sorted([t, r, x] for (t, r), x in refs.items())
+    return hashlib.sha256(json.dumps(triples).encode()).hexdigest()
+
+
 def _child(conn: Connection, state: BillingState, tables: Sequence[str]) -> None:
     try:
-        conn.send(_run_part(state, Audit(), tables))
+        part = _run_part(state, Audit(), tables)
+        part.topup_refs = {}  # the parent re-reads them only if the digests differ
+        conn.send(part)
     except BaseException:  # the parent does this half itself
         conn.send(None)
     finally:
@@ -385,6 +398,18 @@ def audit_state(state: BillingState, *, parallel: bool = False) -> list[Violatio
     derived-table invariant: what ``state.verify_all() + state.verify_derived()`` give
     after the integrity pass, reading each partition once. ``parallel``: the store is
     local files, so a forked process may read them too."""
+    # millions of small containers, none of them cyclic: the cyclic collector would
+    # walk all of them again and again (superlinear); it is back on when this returns
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return _audit(state, parallel)
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _audit(state: BillingState, parallel: bool) -> list[Violation]:
     tables = state.manifest.tables
     mine = [t for t in LEDGER_TABLES if t in tables]
     others = [t for t in FEED_ORDER if t in tables and t not in LEDGER_TABLES]
@@ -407,7 +432,10 @@ def audit_state(state: BillingState, *, parallel: bool = False) -> list[Violatio
     out += state.promo_usage_violations(a.redemptions)
     out += state.open_violations(b.open)
     if TOPUP_REFERENCES in tables:
-        out += _topup_references(state, audit.topup_references(), b.topup_refs)
+        want = audit.topup_references()
+        if _digest(want) != b.topup_digest:
+            have = b.topup_refs or _run_part(state, Audit(), [TOPUP_REFERENCES]).topup_refs
+            out += _topup_references(state, want, have)
     return out
 
 
