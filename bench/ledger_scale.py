@@ -62,6 +62,18 @@ def _chunks(header: tuple[str, ...], lines: list[str]) -> list[tuple[bytes, int]
     return out
 
 
+def migrate(store: BillingStore) -> None:
+    """Move the written history into the segment layout the store keeps
+    (docs/architecture.md "Billing-state release layout"), then collect the old
+    copies, as if the migration were long past (no kept revision names them)."""
+    store.compact()
+    keep, store.keep_revisions = store.keep_revisions, 1
+    try:
+        store.gc()
+    finally:
+        store.keep_revisions = keep
+
+
 def build(root: Path, n: int) -> BillingStore:
     """A platform repo whose store holds ``n`` historical TOPUP transactions (and their items)."""
     (root / "workmill.yml").write_text("store: local\n")
@@ -128,6 +140,7 @@ def build(root: Path, n: int) -> BillingStore:
         )
     m = Manifest(1, None, "2026-11-01T00:00:00Z", tables)
     store.releases.create_asset(tag, manifest_asset(1), m.to_json())
+    migrate(store)
     return store
 
 

@@ -27,7 +27,7 @@ os.environ.setdefault("WORKMILL_NOW", "2026-11-23T12:00:00Z")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from ledger_scale import MONTHS, _chunks  # noqa: E402
+from ledger_scale import MONTHS, _chunks, migrate  # noqa: E402
 
 from platform_factory import T1, build_repo, work_order  # noqa: E402
 from workmill import billing_tables as bt  # noqa: E402
@@ -160,6 +160,7 @@ def build_history(root: Path, n: int) -> BillingStore:  # noqa: C901, PLR0915 - 
         tables.setdefault(table, TableRef(True, (), bt.COLUMNS[table]))
     m = Manifest(1, None, "2026-11-01T00:00:00Z", tables)
     store.releases.create_asset(tag, manifest_asset(1), m.to_json())
+    migrate(store)
     return store
 
 

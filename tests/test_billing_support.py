@@ -49,5 +49,10 @@ def bootstrapped_store(root: Path) -> BillingStore:
 
 def store_snapshot(root: Path) -> dict[str, bytes]:
     """Every file of the local store (name -> bytes), to prove a command changed nothing."""
-    d = root / ".workmill" / "releases" / "billing-state-v1"
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if not p.name.startswith(".")}
+    releases = root / ".workmill" / "releases"
+    return {
+        f"{d.name}/{p.name}": p.read_bytes()
+        for d in sorted(releases.glob("billing-state-v1*"))  # the head and its segments
+        for p in sorted(d.iterdir())
+        if not p.name.startswith(".")
+    }

@@ -167,9 +167,21 @@ def test_gc__merged_tails_are_collected_and_kept_revisions_verify(store, small_c
     store.gc()
     revs = store.revisions()
     assert len(revs) == 3
-    live = set().union(*(store.read_manifest(r).assets() for r in revs))
-    tables = {a for a in store.releases.list_assets(store.tag) if a.startswith("t-")}
+    live = {
+        (store.release_tag(rel), a)
+        for r in revs
+        for rel, names in store.read_manifest(r).assets_by_release().items()
+        for a in names
+    }
+    tables = {
+        (tag, a)
+        for tag in store.releases.list_tags()
+        if tag == store.tag or tag.startswith(store.tag + "--")
+        for a in store.releases.list_assets(tag)
+        if a.startswith("t-")
+    }
     assert tables == live
+    assert {t for t, _ in live} > {store.tag}  # the top-up references live in hot segments
     assert all(store.verify(r) == [] for r in revs)
 
 

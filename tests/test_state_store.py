@@ -124,13 +124,17 @@ def test_gc__keeps_the_last_n_revisions_and_their_assets(store):
 
 def test_commit__appends_touch_only_the_current_partition(store, monkeypatch):
     store.commit_with_retry(lambda s: s.topup(TENANT, "AD", 1, "oct"))
+    november = {p.key: p for p in store.load().manifest.tables[bt.TRANSACTIONS].partitions}
     monkeypatch.setenv("WORKMILL_NOW", "2026-12-02T12:00:00Z")
     store.commit_with_retry(lambda s: s.topup(TENANT, "AD", 1, "dec"))
     m = store.read_manifest(store.head_revision())
     parts = {p.key: p for p in m.tables[bt.TRANSACTIONS].partitions}
     assert sorted(parts) == ["2026-11.0000", "2026-12.0000"]
-    assert parts["2026-11.0000"].asset.startswith("t-r000000002-")  # untouched since rev 2
+    assert parts["2026-11.0000"].sha256 == november["2026-11.0000"].sha256  # rows untouched
+    # ... but November is sealed now, so its chunk moved to the first cold segment
+    assert (november["2026-11.0000"].release, parts["2026-11.0000"].release) == ("", "c0001")
     assert parts["2026-12.0000"].asset.startswith("t-r000000003-")
+    assert parts["2026-12.0000"].release == ""
     assert m.tables[bt.PRICING].partitions[0].asset.startswith("t-r000000001-")
 
 

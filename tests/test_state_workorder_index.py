@@ -197,7 +197,7 @@ def test_verify__catches_a_tampered_index(store):
     assert store.verify() == []
     ref = store.read_manifest(store.head_revision()).tables[WORKORDER_INDEX]
     part = next(p for p in ref.partitions if p.group == wi.bucket(WO_A))
-    data = store.releases.read_asset(store.tag, part.asset)
+    data = store.releases.read_asset(store.release_tag(part.release), part.asset)
     forged = data.replace(b",SPEND,-205,", b",SPEND,-5,")
     assert forged != data
 
@@ -269,7 +269,7 @@ def test_cli__ledger_verify_reports_a_tampered_index(cli, store):
     assert cli("ledger", "verify", cwd=root).returncode == 0
     ref = store.read_manifest(store.head_revision()).tables[WORKORDER_INDEX]
     part = next(p for p in ref.partitions if p.group == wi.bucket(WO_A))
-    data = store.releases.read_asset(store.tag, part.asset)
+    data = store.releases.read_asset(store.release_tag(part.release), part.asset)
     pad = "," * (len(wi.WORKORDER_INDEX_COLUMNS) - 5)
     forged = data + f"{WO_B},log,{WO_B},{TENANT},COMPLETED{pad}\n".encode()
 

@@ -25,6 +25,7 @@ from workmill import billing_tables as bt
 from workmill.errors import UsageError
 from workmill.ledger.records import TxType
 from workmill.state import BillingState
+from workmill.state.billing_state import next_month
 
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 COLUMNS = (
@@ -120,9 +121,14 @@ def _add_runs(
         row.artifacts_published += r.get("artifacts_published") == "true"
 
 
-def month_state(store) -> BillingState:
-    """The head revision's manifest alone: usage needs no small table (balances, pricing),
-    so none is read; partitions are read lazily when ``month_rows`` asks for them."""
+USAGE_TABLES = (bt.TRANSACTIONS, bt.TRANSACTION_ITEMS, bt.MODULE_RUNS_LOG)
+
+
+def month_state(store, month: str | None = None) -> BillingState:
+    """The head revision's manifest, its entries of the three tables usage reads alone
+    (of ``month`` and the month after, when given): usage needs no small table
+    (balances, pricing) and no other month's partition list, so none is read; the
+    partitions are read lazily when ``month_rows`` asks for them."""
     from workmill.errors import StateError
 
     head = store.head_revision()
@@ -130,10 +136,9 @@ def month_state(store) -> BillingState:
         raise StateError(
             f"billing state {store.tag!r} does not exist yet; run `workmill state bootstrap`"
         )
-    manifest = store.read_manifest(head)
-    return BillingState(
-        manifest, {}, lambda asset: store.releases.read_asset(store.tag, asset), f"{store.tag}/"
-    )
+    groups = (check_month(month), next_month(month)) if month is not None else None
+    manifest = store.read_manifest(head, only=USAGE_TABLES, groups=groups)
+    return BillingState(manifest, {}, store.reader(manifest), f"{store.tag}/")
 
 
 def report(state: BillingState, month: str, tenant_id: str | None = None) -> list[UsageRow]:

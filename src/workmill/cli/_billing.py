@@ -96,6 +96,28 @@ def state_push(app: AppContext, billing_state_dir: Path | None) -> None:
         click.echo(f"nothing changed (revision {res.revision})")
 
 
+@state_group.command("compact")
+@pass_app
+def state_compact(app: AppContext) -> None:
+    """Move every stored chunk to its home release now, then collect garbage.
+
+    Commits move chunks that became sealed a few at a time; this does all of
+    them in one new revision. It is how a billing state written by a workmill
+    from before segment releases (everything in one release) is migrated; the
+    data does not change (docs/reference.md "GitHub mode").
+
+    Example:
+
+        workmill state compact
+    """
+    store = _store(app)
+    revision, moved = store.compact()
+    if moved:
+        click.echo(f"moved {moved} chunk(s) to their releases as revision {revision}")
+    else:
+        click.echo(f"every chunk is already in its release (revision {revision}); nothing done")
+
+
 @click.command("topup")
 @click.option(
     "--tenant-id",

@@ -36,7 +36,7 @@ def usage_cmd(app: AppContext, month: str | None, tenant_id: str | None, fmt: st
     if tenant_id is not None and (msg := ids.check(ids.IdKind.TENANT, tenant_id)):
         raise UsageError(f"--tenant-id: {msg}")
     month = usage.check_month(month or clock.now().strftime("%Y-%m"))
-    rows = usage.report(usage.month_state(open_billing_store(app.repo)), month, tenant_id)
+    rows = usage.report(usage.month_state(open_billing_store(app.repo), month), month, tenant_id)
     dicts = [r.as_dict() for r in rows]
     if fmt == "json":
         echo_json({"month": month, "rows": dicts, "totals": usage.totals(rows).as_dict()})

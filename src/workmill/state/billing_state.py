@@ -101,6 +101,12 @@ def reference_bucket(tenant_id: str, reference: str) -> str:
     return hashlib.sha256(f"{tenant_id}\0{reference}".encode()).hexdigest()[:2]
 
 
+def next_month(month: str) -> str:
+    """``YYYY-MM`` of the month after ``month``."""
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+
+
 def _cells(row: Mapping[str, Any]) -> Row:
     """Row values as stored (text columns neutralised now, so what is in memory, in the
     derived index and on disk is the same)."""
@@ -236,8 +242,12 @@ class BillingState:
         """
         if table not in bt.APPEND_ONLY:
             raise StateError(f"{table} is not partitioned by month")
-        year, mon = int(month[:4]), int(month[5:7])
-        following = f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+        following = next_month(month)
+        m = self.manifest
+        if (m.only is not None and table not in m.only) or (
+            m.groups is not None and not {month, following} <= m.groups
+        ):
+            raise StateError(f"{table} {month} was not read from the manifest of this state")
         return (
             self._group_rows(table, month)
             + self._group_rows(table, following)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from workmill.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: partitions name the segment release they live in (docs/schemas.md)
+READABLE_VERSIONS = (1, 2)  # a version-1 state keeps every asset in the head release
 MANIFEST_PREFIX = "manifest-r"
 _MANIFEST = re.compile(r"manifest-r(\d{9})\.json")
 _TABLE_ASSET = re.compile(r"t-r(\d{9})-[0-9A-Za-z]+-.+\.csv")
@@ -50,6 +52,7 @@ class PartitionRef(NamedTuple):
     sha256: str
     rows: int
     bytes: int
+    release: str = ""  # segment suffix of the state's tag ('' = the head release; state/layout.py)
 
     @property
     def group(self) -> str:
@@ -61,15 +64,15 @@ class PartitionRef(NamedTuple):
 
     def json(self) -> str:
         """This entry as a manifest JSON object (plain strings skip the JSON encoder)."""
-        k, a, h = self.key, self.asset, self.sha256
-        if _PLAIN.fullmatch(f"{k}{a}{h}"):
+        k, a, h, r = self.key, self.asset, self.sha256, self.release
+        if _PLAIN.fullmatch(f"{k}{a}{h}{r}"):
+            where = f', "release": "{r}"' if r else ""
             return (
                 f'{{"key": "{k}", "asset": "{a}", "sha256": "{h}", '
-                f'"rows": {int(self.rows)}, "bytes": {int(self.bytes)}}}'
+                f'"rows": {int(self.rows)}, "bytes": {int(self.bytes)}{where}}}'
             )
-        return json.dumps(
-            {"key": k, "asset": a, "sha256": h, "rows": self.rows, "bytes": self.bytes}
-        )
+        doc = {"key": k, "asset": a, "sha256": h, "rows": self.rows, "bytes": self.bytes}
+        return json.dumps({**doc, "release": r} if r else doc)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,10 @@ class TableRef:
         parts = ",\n   ".join(p.json() for p in sorted(self.partitions))
         return f"[\n   {parts}\n  ]" if parts else "[]"
 
+    def groups(self) -> dict[str, tuple[PartitionRef, ...]]:
+        """Every partition group's chunks, in order."""
+        return self._by_group
+
     def group_partitions(self, group: str) -> tuple[PartitionRef, ...]:
         """The chunks of one partition group, in order (a lookup, not a scan of every chunk)."""
         return self._by_group.get(group, ())
@@ -127,9 +134,24 @@ class Manifest:
     created_at: str
     tables: dict[str, TableRef] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    only: frozenset[str] | None = None  # read with ``from_json(only=...)``: just these tables
+    groups: frozenset[str] | None = None  # ... and just these partition groups of them
 
     def assets(self) -> set[str]:
         return {p.asset for t in self.tables.values() for p in t.partitions}
+
+    def assets_by_release(self) -> dict[str, set[str]]:
+        """Asset names per release suffix ('' = the head release)."""
+        out: dict[str, set[str]] = {}
+        for t in self.tables.values():
+            for p in t.partitions:
+                out.setdefault(p.release, set()).add(p.asset)
+        return out
+
+    @cached_property
+    def release_of(self) -> dict[str, str]:
+        """The release suffix of each asset this revision names."""
+        return {p.asset: p.release for t in self.tables.values() for p in t.partitions}
 
     def with_table(self, name: str, ref: TableRef) -> Manifest:
         return replace(self, tables={**self.tables, name: ref})
@@ -165,30 +187,43 @@ class Manifest:
         return ("\n".join(out) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> Manifest:
+    def from_json(
+        cls,
+        data: bytes,
+        where: str,
+        only: Collection[str] | None = None,
+        groups: Collection[str] | None = None,
+    ) -> Manifest:
+        """Parse (and check) a manifest; with ``only``, just those tables, and with
+        ``groups``, just their partitions of those groups.
+
+        A reader of a few tables (``workmill usage``) need not decode the entries of
+        every partition of history: ``to_json`` starts each table, and each partition,
+        on a line of its own, so the wanted lines are cut out and decoded alone (a
+        manifest laid out otherwise is decoded whole). A table read in part cannot be
+        checked against its sha256; ``ledger verify`` reads it whole.
+        """
+        want = frozenset(only) if only is not None else None
+        groups = frozenset(groups) if groups is not None else None
         try:
-            doc = json.loads(data)
-            if doc["schema_version"] != SCHEMA_VERSION:
+            doc = _selected(data, want, groups) if want is not None else None
+            doc = doc or json.loads(data)
+            if doc["schema_version"] not in READABLE_VERSIONS:
                 raise StateError(
-                    f"{where}: schema_version {doc['schema_version']}, this workmill reads {SCHEMA_VERSION}"
+                    f"{where}: schema_version {doc['schema_version']}, this workmill reads "
+                    f"{' and '.join(map(str, READABLE_VERSIONS))} (upgrade workmill)"
                 )
-            tables = {
-                name: TableRef(
-                    bool(t["partitioned"]),
-                    tuple(
-                        [
-                            PartitionRef(
-                                p["key"], p["asset"], p["sha256"], int(p["rows"]), int(p["bytes"])
-                            )
-                            for p in t["partitions"]
-                        ]
-                    ),
-                    tuple(t.get("columns", ())),
-                )
-                for name, t in doc["tables"].items()
-            }
-            m = cls(int(doc["revision"]), doc["parent_revision"], str(doc["created_at"]), tables)
-            for name, t in doc["tables"].items():
+            docs = {k: v for k, v in doc["tables"].items() if want is None or k in want}
+            tables = {name: _table_ref(t, groups) for name, t in docs.items()}
+            m = cls(
+                int(doc["revision"]),
+                doc["parent_revision"],
+                str(doc["created_at"]),
+                tables,
+                only=want,
+                groups=groups,
+            )
+            for name, t in docs.items() if groups is None else ():
                 if t["sha256"] != m.tables[name].sha256 or int(t["rows"]) != m.tables[name].rows:
                     raise StateError(
                         f"{where}: table {name}: sha256/rows disagree with its partitions"
@@ -198,3 +233,80 @@ class Manifest:
             raise
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(f"{where}: corrupt state manifest ({exc})") from exc
+
+
+def _table_ref(t: dict[str, Any], groups: frozenset[str] | None) -> TableRef:
+    parts = t["partitions"]
+    if groups is not None:
+        parts = [p for p in parts if p["key"].rsplit(".", 1)[0] in groups]
+    return TableRef(
+        bool(t["partitioned"]),
+        tuple(
+            [
+                PartitionRef(
+                    p["key"],
+                    p["asset"],
+                    p["sha256"],
+                    int(p["rows"]),
+                    int(p["bytes"]),
+                    str(p.get("release", "")),
+                )
+                for p in parts
+            ]
+        ),
+        tuple(t.get("columns", ())),
+    )
+
+
+_TABLES_OPEN = b'\n "tables": {\n'
+_TABLE_START = b'\n  "'
+_TABLES_CLOSE = b"\n }\n}"
+
+
+def _selected(
+    data: bytes, only: frozenset[str], groups: frozenset[str] | None
+) -> dict[str, Any] | None:
+    """The manifest document with only the ``only`` tables decoded (None: not ``to_json``'s layout).
+
+    In ``to_json``'s output a line starting with two spaces and a quote opens a
+    table, and each partition entry is a line starting with three spaces (JSON
+    strings hold no newline). Tables and entries are found with ``bytes.find``,
+    so what is not wanted is never split or decoded.
+    """
+    opened = data.find(_TABLES_OPEN)
+    closed = data.rfind(_TABLES_CLOSE)
+    if opened < 0 or closed < opened:
+        return None
+    doc = json.loads(data[:opened] + b'\n "tables": {}}')
+    tables: dict[str, Any] = {}
+    after = opened  # to_json writes tables sorted by name: each search goes on from the last
+    for name in sorted(only):
+        key = b"\n  " + json.dumps(name).encode() + b": "
+        start = data.find(key, after, closed)
+        if start < 0:
+            start = data.find(key, opened, after)  # tables out of order (written by hand)
+        if start < 0:
+            continue
+        after = start
+        stop = data.find(_TABLE_START, start + 1, closed)
+        text = data[start + len(key) : closed if stop < 0 else stop].rstrip().rstrip(b",")
+        tables[name] = json.loads(_only_groups(text, groups) if groups is not None else text)
+    doc["tables"] = tables
+    return doc
+
+
+def _only_groups(table_json: bytes, groups: frozenset[str]) -> bytes:
+    """A table's JSON text with just the partition lines of ``groups``."""
+    first, last = table_json.find(b"\n"), table_json.rfind(b"\n")
+    if first < 0:
+        return table_json  # no partitions: all on one line
+    kept: list[bytes] = []
+    for needle in sorted(f'"key": "{g}.'.encode() for g in groups):
+        at = table_json.find(needle, first)
+        while at >= 0:
+            begin, end = table_json.rfind(b"\n", 0, at) + 1, table_json.find(b"\n", at)
+            if end < 0:
+                return table_json  # not to_json's layout: decode it whole (then filter)
+            kept.append(table_json[begin:end].rstrip(b","))
+            at = table_json.find(needle, end)
+    return table_json[:first] + b"\n" + b",\n".join(kept) + table_json[last:]

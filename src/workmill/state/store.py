@@ -21,7 +21,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -41,7 +41,7 @@ from workmill.errors import (
 from workmill.fsio import atomic_write_bytes, sha256_bytes
 from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
-from workmill.state import chunking
+from workmill.state import chunking, layout
 from workmill.state.audit import audit_state
 from workmill.state.billing_state import (
     DERIVED,
@@ -66,6 +66,7 @@ from workmill.tables import header_with_extras, parse_table, render_table
 T = TypeVar("T")
 
 KEEP_REVISIONS = 10
+MOVE_BATCH = 64  # a migration writes its moved chunks this many at a time
 GC_SLACK = 5  # collect only when this many revisions beyond KEEP_REVISIONS pile up (amortised)
 ENV_COMMIT_SLEEP = "WORKMILL_TEST_COMMIT_SLEEP"  # test hook: pause inside a commit
 WORKING_MANIFEST = bt.STATE_MANIFEST
@@ -127,9 +128,45 @@ class BillingStore:
         revs = self.revisions()
         return revs[-1] if revs else None
 
-    def read_manifest(self, revision: int) -> Manifest:
+    def read_manifest(
+        self,
+        revision: int,
+        only: Collection[str] | None = None,
+        groups: Collection[str] | None = None,
+    ) -> Manifest:
+        """The manifest of ``revision`` (or a part of it: see ``Manifest.from_json``)."""
         name = manifest_asset(revision)
-        return Manifest.from_json(self.releases.read_asset(self.tag, name), f"{self.tag}/{name}")
+        data = self.releases.read_asset(self.tag, name)
+        return Manifest.from_json(data, f"{self.tag}/{name}", only, groups)
+
+    def release_tag(self, release: str) -> str:
+        """The tag of a segment release (``release`` as a ``PartitionRef`` names it)."""
+        return layout.segment_tag(self.tag, release)
+
+    def reader(self, manifest: Manifest) -> Callable[[str], bytes]:
+        """Reads an asset ``manifest`` names from whichever release holds it."""
+        where = manifest.release_of
+
+        def read(asset: str) -> bytes:
+            return self.releases.read_asset(self.release_tag(where.get(asset, "")), asset)
+
+        return read
+
+    def _put_all(self, uploads: list[tuple[str, str, bytes]]) -> None:
+        """Create (release, asset, bytes) uploads, a batch per release (``create_assets``),
+        creating a segment release on its first use."""
+        batches: dict[str, list[tuple[str, bytes]]] = {}
+        for release, asset, data in uploads:
+            batches.setdefault(release, []).append((asset, data))
+        for release, batch in batches.items():
+            tag = self.release_tag(release)
+            try:
+                self.releases.create_assets(tag, batch)
+            except NotFound:
+                if not release:
+                    raise
+                self.releases.create_tag(tag)
+                self.releases.create_assets(tag, batch)
 
     def _require_head(self) -> int:
         head = self.head_revision()
@@ -146,36 +183,39 @@ class BillingStore:
             rev = revision if revision is not None else self._require_head()
             try:
                 m = self.read_manifest(rev)
+                read = self.reader(m)
                 small: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
                 for name, ref in m.tables.items():
                     if ref.partitioned:
                         continue
                     p = ref.partitions[0]
-                    data = self.releases.read_asset(self.tag, p.asset)
+                    data = read(p.asset)
                     header, rows = parse_table(data, f"{self.tag}/{p.asset}", columns_of(name))
                     small[name] = (header, rows)
             except NotFound:
                 if revision is not None:
                     raise
                 continue  # collected under us by another machine: read the new head
-            state = BillingState(
-                m, small, lambda a: self.releases.read_asset(self.tag, a), f"{self.tag}/"
-            )
+            state = BillingState(m, small, read, f"{self.tag}/")
             state.refundable = self.refundable
             state.unsettled_alert_hours = self.unsettled_alert_hours
             return state
         raise StateError(f"billing state {self.tag!r} keeps changing under this reader; try again")
 
     # ------------------------------------------------------------ committing
-    def commit(self, state: BillingState) -> Manifest:
+    def commit(
+        self, state: BillingState, moves: int | None = layout.MOVES_PER_COMMIT, force: bool = False
+    ) -> Manifest:
         """Publish ``state``'s changes as the next revision, or raise ``StateConflict``.
 
         Ledger invariants are checked on the new rows first; a state that breaks
-        them is refused (``LedgerRefused``) and nothing is written.
+        them is refused (``LedgerRefused``) and nothing is written. Up to ``moves``
+        chunks that are not in their home release move there (``state.layout``);
+        ``force`` publishes a revision even without changes (``compact``).
         """
         if state.committed:
             raise StateError("this state was already committed; load() a fresh one")
-        if not state.dirty:
+        if not state.dirty and not force:
             return state.manifest
         state.prepare_commit()
         violations = state.verify_changes()
@@ -192,12 +232,14 @@ class BillingStore:
         now = clock.now()
         month = now.strftime("%Y-%m")
         tables = dict(state.manifest.tables)
-        uploads: list[tuple[str, bytes]] = []  # made durable together, before the manifest
+        uploads: list[
+            tuple[str, str, bytes]
+        ] = []  # (release, asset, bytes): durable before the manifest
         for name in sorted(state.changed_tables()):
             header = state.header(name)
             data = render_table(header, state.rows(name))
             asset = table_asset(rev, nonce, name, "")
-            uploads.append((asset, data))
+            uploads.append((layout.HEAD, asset, data))
             part = PartitionRef("", asset, sha256_bytes(data), len(state.rows(name)), len(data))
             tables[name] = TableRef(False, (part,), tuple(header))
         _test_pause()
@@ -209,7 +251,10 @@ class BillingStore:
                 )
         for name in PARTITIONED:
             tables.setdefault(name, TableRef(True, (), columns_of(name)))
-        self.releases.create_assets(self.tag, uploads)
+        skip = frozenset(a for _, a, _ in uploads)  # written now: they move next time
+        moving = layout.planned_moves(tables, month, PARTITIONED, moves, skip)
+        self._move(state, tables, moving, (rev, nonce), uploads)
+        self._put_all(uploads)
         manifest = Manifest(rev, base or None, clock.iso(now), tables)
         _test_pause()
         try:
@@ -227,7 +272,7 @@ class BillingStore:
         ref: TableRef | None,
         rows: list[dict[str, str]],
         at: tuple[int, str, str],
-        uploads: list[tuple[str, bytes]],
+        uploads: list[tuple[str, str, bytes]],
     ) -> TableRef:
         """The table's new partition list; the chunks to write are added to ``uploads``."""
         rev, nonce, month = at
@@ -240,13 +285,57 @@ class BillingStore:
             by_group.setdefault(partition_group(name, r, month), []).append(r)
         for group, grows in sorted(by_group.items()):
             chunks = list(stored.group_partitions(group))
+            home = layout.hot_home(name, group)
             for key, data, n_rows, dropped in _group_writes(state, group, chunks, columns, grows):
                 asset = table_asset(rev, nonce, name, key)
-                uploads.append((asset, data))
-                parts[key] = PartitionRef(key, asset, sha256_bytes(data), n_rows, len(data))
+                uploads.append((home, asset, data))
+                parts[key] = PartitionRef(key, asset, sha256_bytes(data), n_rows, len(data), home)
                 for gone in dropped:
                     del parts[gone]
         return TableRef(True, tuple(sorted(parts.values(), key=lambda p: p.key)), tuple(columns))
+
+    def _move(
+        self,
+        state: BillingState,
+        tables: dict[str, TableRef],
+        moves: list[layout.Move],
+        at: tuple[int, str],
+        uploads: list[tuple[str, str, bytes]],
+    ) -> None:
+        """Copy each moved chunk into its new release and point ``tables`` at the copy.
+
+        The old copy stays until the revisions naming it are collected. Bytes are
+        read straight from the store (not ``state``'s cache), and a long list of
+        moves (a migration) is written as it goes, not held in memory.
+        """
+        read = self.reader(state.manifest)
+        by_table: dict[str, dict[str, PartitionRef]] = {}
+        for mv in moves:
+            parts = by_table.setdefault(mv.table, {p.key: p for p in tables[mv.table].partitions})
+            asset = table_asset(*at, mv.table, mv.part.key)
+            uploads.append((mv.release, asset, read(mv.part.asset)))
+            if len(uploads) >= MOVE_BATCH:
+                self._put_all(uploads)
+                uploads.clear()
+            parts[mv.part.key] = mv.part._replace(asset=asset, release=mv.release)
+        for name, parts in by_table.items():
+            old = tables[name]
+            tables[name] = TableRef(
+                True, tuple(sorted(parts.values(), key=lambda p: p.key)), old.columns
+            )
+
+    def compact(self) -> tuple[int, int]:
+        """Move every chunk to its home release now (the migration of a state written
+        before segment releases), then collect garbage; (revision, chunks moved)."""
+        with self.lock:
+            state = self.load()
+            month = clock.now().strftime("%Y-%m")
+            pending = layout.planned_moves(state.manifest.tables, month, PARTITIONED, None)
+            if not pending:
+                return state.revision, 0
+            m = self.commit(state, moves=None, force=True)
+        self.gc()
+        return m.revision, len(pending)
 
     def commit_with_retry(
         self,
@@ -287,7 +376,8 @@ class BillingStore:
                 self.gc()
 
     def gc(self) -> list[str]:
-        """Keep the last ``keep_revisions`` revisions and every asset they use; delete the rest.
+        """Keep the last ``keep_revisions`` revisions and every asset they use; delete the rest,
+        in the head release and in every segment release a kept revision names.
 
         Only assets stamped with a revision at or below the head are candidates,
         so a writer uploading the next revision right now is never disturbed.
@@ -298,21 +388,35 @@ class BillingStore:
             return []
         head = revs[-1]
         kept = revs[-self.keep_revisions :]
-        live: set[str] = set()
+        live: dict[str, set[str]] = {layout.HEAD: set()}
         for r in kept:
-            live |= self.read_manifest(r).assets()
-        deleted: list[str] = []
-        for a in assets:
-            mr = manifest_revision(a)
-            tr = table_asset_revision(a)
-            if (mr is not None and mr not in kept) or (
-                tr is not None and tr <= head and a not in live
-            ):
-                self.releases.delete_asset(self.tag, a)
-                deleted.append(a)
+            for release, names in self.read_manifest(r).assets_by_release().items():
+                live.setdefault(release, set()).update(names)
+        doomed = [
+            (self.tag, a)
+            for a in assets
+            if (mr := manifest_revision(a)) is not None and mr not in kept
+        ]
+        for release, names in sorted(live.items()):
+            tag = self.release_tag(release)
+            listed = assets if not release else self._listed(tag)
+            doomed += [
+                (tag, a)
+                for a in listed
+                if (tr := table_asset_revision(a)) is not None and tr <= head and a not in names
+            ]
+        for tag, a in doomed:
+            self.releases.delete_asset(tag, a)
         if isinstance(self.releases, LocalReleaseStore):
-            self.releases.sweep_temp(self.tag)
-        return deleted
+            for release in live:
+                self.releases.sweep_temp(self.release_tag(release))
+        return [a for _, a in doomed]
+
+    def _listed(self, tag: str) -> list[str]:
+        try:
+            return self.releases.list_assets(tag)
+        except NotFound:
+            return []
 
     # ------------------------------------------------------------ bootstrap
     def bootstrap(self, templates_dir: Path) -> bool:
