@@ -11,17 +11,26 @@ machine hits both alike), medians of ``--runs`` rounds, the ratio from the same 
   ``workmill run`` against the same 40 ``python3`` processes in a shell loop
   (aim ≤ 1.4×);
 - fan-out: 200 independent trivial modules at max_parallel 2 against
-  ``xargs -P2`` running the same 200 bash steps (aim ≤ 2×).
+  ``xargs -P2`` running the same 200 bash steps (aim ≤ 2×);
+- breakdown (``--only breakdown``): where a one-module run's time goes — the
+  interpreter, the libraries the run path cannot do without (click, PyYAML,
+  filelock, pydantic with one model built), workmill's own run-path modules, and
+  the run itself — wall and CPU, each part as a difference of paired medians.
 
-Repos are built (maintenance, bootstrap, top-up) before the clock starts.
+Repos are built (maintenance, bootstrap, top-up) before the clock starts, and
+workmill's sources are compiled to bytecode first, as ``pip install`` does (a
+``PYTHONDONTWRITEBYTECODE`` environment would otherwise have every timed process
+compile them again).
 
-    python bench/startup.py [--runs 5] [--only startup,one,fib,fanout]
+    python bench/startup.py [--runs 5] [--only startup,one,fib,fanout,breakdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -156,11 +165,81 @@ def bench_fanout(runs: int, tmp: Path) -> None:
     against_floor(runs, template, floor, "workmill run (200 independent)", title, "≤ 2×")
 
 
+# What the run path cannot do without: the CLI framework, the YAML parser, the state
+# lock, and pydantic with one strict model built (specs and records are pydantic models).
+LIGHT_LIBRARIES = "import click, yaml, filelock"
+LIBRARIES = f"""
+{LIGHT_LIBRARIES}
+from pydantic import BaseModel, ConfigDict, Field
+class M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(1, ge=0)
+M(n=1)
+"""
+
+
+def timed_cpu(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """(wall s, CPU s of the process and its children) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed(cmd, cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def bench_breakdown(runs: int, tmp: Path) -> None:
+    template = tmp / "breakdown"
+    make_repo(template, chain(1), work_orders=1)
+    counter = iter(range(10**6))
+
+    def whole_run() -> tuple[float, float]:
+        root = tmp / "breakdown-runs" / f"run{next(counter)}"
+        shutil.copytree(template, root, symlinks=True)
+        return timed_cpu([WORKMILL, "run"], cwd=root)
+
+    py = sys.executable
+    sides: dict[str, Callable[[], tuple[float, float]]] = {
+        "python3 -c pass": lambda: timed_cpu([py, "-c", "pass"]),
+        "+ click, yaml, filelock": lambda: timed_cpu([py, "-c", LIGHT_LIBRARIES]),
+        "+ pydantic (one model built)": lambda: timed_cpu([py, "-c", LIBRARIES]),
+        "+ workmill's run-path modules": lambda: timed_cpu([py, "-c", "import workmill.cli._run"]),
+        "+ the run (workmill run, 1 module)": whole_run,
+    }
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+    for _ in range(runs):
+        for name, fn in sides.items():
+            os.sync()
+            samples[name].append(fn())
+    print("\none-module run, where the time goes  (aim: whole run ≤ 150 ms)")
+    print(f"  {'':<46} {'wall':>9} {'CPU':>9}   {'part wall':>9} {'part CPU':>9}")
+    prev = (0.0, 0.0)
+    for name, got in samples.items():
+        med = (statistics.median(w for w, _ in got), statistics.median(c for _, c in got))
+        part = (med[0] - prev[0], med[1] - prev[1])
+        print(
+            f"  {name:<46} {med[0] * 1000:7.1f}ms {med[1] * 1000:7.1f}ms"
+            f"   {part[0] * 1000:7.1f}ms {part[1] * 1000:7.1f}ms"
+        )
+        prev = med
+
+
+def precompile() -> None:
+    """Bytecode for workmill's sources, as an installed package has."""
+    import workmill
+
+    compileall.compile_dir(str(Path(workmill.__file__).parent), quiet=1)
+
+
 def _quote(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-BENCHES = {"startup": bench_startup, "one": bench_one, "fib": bench_fib, "fanout": bench_fanout}
+BENCHES = {
+    "startup": bench_startup,
+    "one": bench_one,
+    "fib": bench_fib,
+    "fanout": bench_fanout,
+    "breakdown": bench_breakdown,
+}
 
 
 def main() -> None:
@@ -168,6 +247,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default=",".join(BENCHES))
     args = ap.parse_args()
+    precompile()
     with tempfile.TemporaryDirectory(prefix="wm-startup-") as d:
         for name in args.only.split(","):
             BENCHES[name](args.runs, Path(d))
