@@ -42,7 +42,6 @@ from workmill.fsio import atomic_write_bytes, sha256_bytes
 from workmill.ledger.records import parse_pricing, parse_promotions, parse_topup_methods
 from workmill.ledger.verify import Violation
 from workmill.state import chunking, layout
-from workmill.state.audit import audit_state
 from workmill.state.billing_state import (
     DERIVED,
     PARTITIONED,
@@ -531,6 +530,8 @@ class BillingStore:
     def verify(self, revision: int | None = None) -> list[Violation]:
         """Integrity of the stored assets against the manifest, then every ledger invariant
         (``workmill.state.audit``: each partition read once, streamed)."""
+        from workmill.state.audit import audit_state  # here: a run or top-up never audits
+
         return audit_state(
             self.load(revision), parallel=isinstance(self.releases, LocalReleaseStore)
         )
