@@ -61,3 +61,46 @@ def test_version_and_help__load_no_command_module_nor_pydantic(tmp_path):
         assert p.returncode == 0, p.stderr
         loaded = [n for n in names if n.startswith(("workmill.cli._r", "pydantic", "yaml"))]
         assert _heavy(names) + loaded == [], cmd
+
+
+def test_summary_text__plain_columns_numbers_right_aligned():
+    from workmill.orchestrator.progress import summary_text
+
+    rows = [
+        {
+            "work_order_id": "W1aaaaaa",
+            "tenant_id": T1,
+            "status": "COMPLETED",
+            "spend_credits": 7,
+            "refund_credits": 0,
+            "duration_ms": 1234,
+        },
+        {
+            "work_order_id": "W2aaaaaa",
+            "tenant_id": T1,
+            "status": "REJECTED",
+            "spend_credits": None,
+            "refund_credits": None,
+            "reason_code": "100001001",
+            "reason_name": "BAD",
+        },
+    ]
+    lines = summary_text(rows).splitlines()
+    assert lines[0].split("  ")[0] == "work order" and lines[0].endswith("module time")
+    assert lines[1].split() == ["W1aaaaaa", T1, "COMPLETED", "7", "0", "1.23s"]
+    assert "100001001 BAD" in lines[2] and lines[2].rstrip() == lines[2]
+    spend = lines[0].index("spend") + len("spend")
+    assert lines[1][spend - 1] == "7"  # right-aligned under its header
+
+
+def test_is_terminal__a_pipe_is_not_unless_rich_is_told_so(monkeypatch):
+    import io
+
+    from workmill.cli._common import is_terminal
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_INTERACTIVE", raising=False)
+    assert is_terminal() is False
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert is_terminal() is True
