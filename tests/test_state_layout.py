@@ -197,10 +197,23 @@ def test_commits__move_an_old_state_a_few_chunks_at_a_time(tmp_path, monkeypatch
     before = store.read_manifest(store.head_revision())
     misplaced = len(layout.planned_moves(before.tables, "2026-11", PARTITIONED, None))
     assert misplaced > layout.MOVES_PER_COMMIT
-    _activity(store, 100, 1)
+    monkeypatch.setattr(layout, "FULL_SCAN_EVERY", 10**6)  # (no revision here is a multiple)
+    _activity(store, 100, 1)  # looks only at the groups it writes to
     after = store.read_manifest(store.head_revision())
     left = len(layout.planned_moves(after.tables, "2026-11", PARTITIONED, None))
-    assert misplaced - left >= layout.MOVES_PER_COMMIT - 2  # (this commit's own writes go home)
+    assert left == misplaced  # none of them is in a group this commit wrote to
+    monkeypatch.setattr(layout, "FULL_SCAN_EVERY", 1)  # every revision looks at every chunk
+    _activity(store, 101, 1)
+    moved = left - len(
+        layout.planned_moves(
+            store.read_manifest(store.head_revision()).tables, "2026-11", PARTITIONED, None
+        )
+    )
+    assert moved >= layout.MOVES_PER_COMMIT - 2  # (this commit's own new chunks go home)
+    while left:
+        _activity(store, 200 + left, 1)
+        m = store.read_manifest(store.head_revision())
+        left = len(layout.planned_moves(m.tables, "2026-11", PARTITIONED, None))
     assert store.verify() == []
 
 

@@ -18,13 +18,14 @@ suffix of the state's tag (``PartitionRef.release``):
 A chunk is sealed when its group is a month before the commit's month, or when
 it is neither the last chunk of its group nor the one before a tail (the only
 two ``chunking.place`` ever rewrites). Commits move chunks that became sealed
-(a few per commit, ``MOVES_PER_COMMIT``); ``BillingStore.compact`` moves them all
-(the migration of a state written before segments existed).
+(a few per commit, ``MOVES_PER_COMMIT``): a commit looks at the groups it wrote to,
+and every ``FULL_SCAN_EVERY``-th revision at every chunk (a closed month, a state
+written before segments existed); ``BillingStore.compact`` moves them all at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from workmill import billing_tables as bt
@@ -35,6 +36,7 @@ HEAD = ""
 COLD_PREFIX = "c"
 COLD_CAP = 900  # sealed chunks per cold segment (room left for a racing writer's leftovers)
 MOVES_PER_COMMIT = 8  # a commit moves at most this many newly sealed chunks
+FULL_SCAN_EVERY = 16  # revisions between looks at every chunk (a look costs ~ms per 1,000)
 SEGMENT_SEP = "--"
 
 
@@ -76,22 +78,22 @@ def planned_moves(
     partitioned: Iterable[str],
     limit: int | None = MOVES_PER_COMMIT,
     skip: frozenset[str] = frozenset(),
+    groups: Iterable[tuple[str, str]] | None = None,
 ) -> list[Move]:
     """Chunks not in their home, oldest groups first (at most ``limit``; ``skip``: assets
-    written by this very commit, which move next time). Cold targets are picked here too."""
+    written by this very commit, which move next time; ``groups``: look at these
+    (table, group) pairs only, not every chunk). Cold targets are picked here too."""
     wanted: list[tuple[str, PartitionRef, bool]] = []
-    for name in partitioned:
-        ref = tables.get(name)
-        if ref is None or not ref.partitioned:
-            continue
-        for group, chunks in sorted(ref.groups().items()):
-            sizes = [c.bytes for c in chunks]
-            for i, p in enumerate(chunks):
-                if p.asset in skip:
-                    continue
-                cold = sealed(name, group, sizes, i, month)
-                if cold != is_cold(p.release) or (not cold and p.release != hot_home(name, group)):
-                    wanted.append((name, p, cold))
+    for name, group, chunks in _groups(tables, partitioned, groups):
+        sizes = [c.bytes for c in chunks]
+        for i, p in enumerate(chunks):
+            if p.asset in skip:
+                continue
+            cold = sealed(name, group, sizes, i, month)
+            if cold != is_cold(p.release) or (not cold and p.release != hot_home(name, group)):
+                wanted.append((name, p, cold))
+        if limit is not None and len(wanted) >= limit:
+            break
     if limit is not None:
         wanted = wanted[:limit]
     fill = cold_fill(tables)
@@ -104,6 +106,24 @@ def planned_moves(
             target = hot_home(name, p.group)
         out.append(Move(name, p, target))
     return out
+
+
+def _groups(
+    tables: Mapping[str, TableRef],
+    partitioned: Iterable[str],
+    only: Iterable[tuple[str, str]] | None,
+) -> Iterator[tuple[str, str, tuple[PartitionRef, ...]]]:
+    if only is not None:
+        for name, group in sorted(set(only)):
+            ref = tables.get(name)
+            if ref is not None and ref.partitioned:
+                yield name, group, ref.group_partitions(group)
+        return
+    for name in partitioned:
+        ref = tables.get(name)
+        if ref is not None and ref.partitioned:
+            for group, chunks in sorted(ref.groups().items()):
+                yield name, group, chunks
 
 
 def cold_fill(tables: Mapping[str, TableRef]) -> dict[str, int]:

@@ -62,6 +62,15 @@ class ReleaseStore(ABC):
         for name, data in assets:
             self.create_asset(tag, name, data)
 
+    def create_assets_in(self, assets: Sequence[tuple[str, str, bytes]]) -> None:
+        """``create_assets`` for (tag, name, bytes) spread over several tags (each tag's
+        in order): one commit of the billing state writes to its segment releases too."""
+        by_tag: dict[str, list[tuple[str, bytes]]] = {}
+        for tag, name, data in assets:
+            by_tag.setdefault(tag, []).append((name, data))
+        for tag, batch in by_tag.items():
+            self.create_assets(tag, batch)
+
     @abstractmethod
     def delete_asset(self, tag: str, name: str) -> None:
         """Delete an asset (no-op when it is already gone)."""
@@ -154,19 +163,24 @@ class LocalReleaseStore(ReleaseStore):
         self.create_assets(tag, [(name, data)])
 
     def create_assets(self, tag: str, assets: Sequence[tuple[str, bytes]]) -> None:
-        """Every asset written to a temp file and fsynced (all at once: the filesystem
-        commits them together), then each linked under its name, then the directory
-        fsynced once: every asset is complete and durable before any name is visible."""
-        d = self._tag_dir(tag)
-        if not d.is_dir():
-            raise NotFound(f"release tag {tag!r} does not exist in {self.root}")
-        finals = [d / check_asset_name(name) for name, _ in assets]
+        self.create_assets_in([(tag, name, data) for name, data in assets])
+
+    def create_assets_in(self, assets: Sequence[tuple[str, str, bytes]]) -> None:
+        """Every asset written to a temp file and fsynced (all at once, whatever its tag:
+        the filesystem commits them together), then each linked under its name, then each
+        directory fsynced once: every asset is complete and durable before any name is
+        visible."""
+        dirs = {tag: self._tag_dir(tag) for tag, _, _ in assets}
+        for tag, d in dirs.items():
+            if not d.is_dir():
+                raise NotFound(f"release tag {tag!r} does not exist in {self.root}")
+        finals = [(tag, dirs[tag] / check_asset_name(name)) for tag, name, _ in assets]
         temps: list[str] = []
         try:
             fds = []
             try:
-                for _, data in assets:
-                    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+                for tag, _, data in assets:
+                    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dirs[tag])
                     fds.append(fd)
                     temps.append(tmp)
                     _write_all(fd, data)
@@ -174,7 +188,7 @@ class LocalReleaseStore(ReleaseStore):
             finally:
                 for fd in fds:
                     os.close(fd)
-            for tmp, final in zip(temps, finals, strict=True):
+            for tmp, (tag, final) in zip(temps, finals, strict=True):
                 try:
                     os.link(tmp, final)
                 except FileExistsError as exc:
@@ -184,7 +198,8 @@ class LocalReleaseStore(ReleaseStore):
             for tmp in temps:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        fsync_dir(d)
+        for d in dirs.values():
+            fsync_dir(d)
 
     def delete_asset(self, tag: str, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -100,6 +100,7 @@ class BillingStore:
         self.tag = tag
         self.lock = FileLock(str(lock_path), timeout=300)
         self.keep_revisions = keep_revisions
+        self._segments: set[str] = set()  # segment releases known to exist
         # what the ledger checks need from the repo (docs/reference.md "Ledger checks")
         self.refundable: Callable[[str], bool | None] | None = None
         self.unsettled_alert_hours: float | None = None
@@ -152,20 +153,14 @@ class BillingStore:
         return read
 
     def _put_all(self, uploads: list[tuple[str, str, bytes]]) -> None:
-        """Create (release, asset, bytes) uploads, a batch per release (``create_assets``),
+        """Create (release, asset, bytes) uploads in one batch (``create_assets_in``),
         creating a segment release on its first use."""
-        batches: dict[str, list[tuple[str, bytes]]] = {}
-        for release, asset, data in uploads:
-            batches.setdefault(release, []).append((asset, data))
-        for release, batch in batches.items():
+        for release in {r for r, _, _ in uploads} - {layout.HEAD} - self._segments:
             tag = self.release_tag(release)
-            try:
-                self.releases.create_assets(tag, batch)
-            except NotFound:
-                if not release:
-                    raise
+            if not self.releases.tag_exists(tag):
                 self.releases.create_tag(tag)
-                self.releases.create_assets(tag, batch)
+            self._segments.add(release)
+        self.releases.create_assets_in([(self.release_tag(r), a, d) for r, a, d in uploads])
 
     def _require_head(self) -> int:
         head = self.head_revision()
@@ -251,7 +246,14 @@ class BillingStore:
         for name in PARTITIONED:
             tables.setdefault(name, TableRef(True, (), columns_of(name)))
         skip = frozenset(a for _, a, _ in uploads)  # written now: they move next time
-        moving = layout.planned_moves(tables, month, PARTITIONED, moves, skip)
+        look = None  # every chunk, now and then (see state/layout.py); else what was written
+        if moves is not None and rev % layout.FULL_SCAN_EVERY:
+            look = {
+                (name, partition_group(name, r, month))
+                for name in PARTITIONED
+                for r in state.appended(name)
+            }
+        moving = layout.planned_moves(tables, month, PARTITIONED, moves, skip, look)
         self._move(state, tables, moving, (rev, nonce), uploads)
         self._put_all(uploads)
         manifest = Manifest(rev, base or None, clock.iso(now), tables)
