@@ -18,8 +18,8 @@ suffix of the state's tag (``PartitionRef.release``):
 A chunk is sealed when its group is a month before the commit's month, or when
 it is neither the last chunk of its group nor the one before a tail (the only
 two ``chunking.place`` ever rewrites). Commits move chunks that became sealed
-(a few per commit, ``MOVES_PER_COMMIT``): a commit looks at the groups it wrote to,
-and every ``FULL_SCAN_EVERY``-th revision at every chunk (a closed month, a state
+(a few per commit, ``MOVES_PER_COMMIT``): a commit looks at the groups it wrote to
+and at closed months not moved yet, and every ``FULL_SCAN_EVERY``-th revision at every chunk (a closed month, a state
 written before segments existed); ``BillingStore.compact`` moves them all at once.
 """
 
@@ -124,6 +124,18 @@ def _groups(
         if ref is not None and ref.partitioned:
             for group, chunks in sorted(ref.groups().items()):
                 yield name, group, chunks
+
+
+def closed_months(tables: Mapping[str, TableRef], month: str) -> set[tuple[str, str]]:
+    """(table, group) of months before ``month`` whose last chunk has not moved to a cold
+    segment yet (chunks move in order, so the last one moves last)."""
+    return {
+        (name, group)
+        for name in bt.APPEND_ONLY
+        if (ref := tables.get(name)) is not None
+        for group, chunks in ref.groups().items()
+        if group < month and chunks and not is_cold(chunks[-1].release)
+    }
 
 
 def cold_fill(tables: Mapping[str, TableRef]) -> dict[str, int]:

@@ -252,7 +252,7 @@ class BillingStore:
                 (name, partition_group(name, r, month))
                 for name in PARTITIONED
                 for r in state.appended(name)
-            }
+            } | layout.closed_months(tables, month)
         moving = layout.planned_moves(tables, month, PARTITIONED, moves, skip, look)
         self._move(state, tables, moving, (rev, nonce), uploads)
         self._put_all(uploads)
