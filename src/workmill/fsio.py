@@ -18,6 +18,24 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def fsync_dirs(paths: list[Path]) -> None:
+    """``fsync_dir`` of each directory, at once (``fsync_all``): one journal commit."""
+    if len(paths) < 2:
+        for p in paths:
+            fsync_dir(p)
+        return
+    fds: list[int] = []
+    try:
+        for p in paths:
+            with contextlib.suppress(OSError):
+                fds.append(os.open(p, os.O_RDONLY))
+        with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
+            fsync_all(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def fsync_all(fds: list[int]) -> None:
     """fsync every descriptor; several at once from threads, so the filesystem can make
     them durable in one journal commit instead of one commit (and disk flush) each."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workmill.errors import NotFound, StateError
-from workmill.fsio import fsync_all, fsync_dir
+from workmill.fsio import fsync_all, fsync_dir, fsync_dirs
 
 _ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # GitHub: "Each file included in a release must be under 2 GiB" (docs/reference.md "GitHub mode")
@@ -198,8 +198,7 @@ class LocalReleaseStore(ReleaseStore):
             for tmp in temps:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        for d in dirs.values():
-            fsync_dir(d)
+        fsync_dirs(list(dirs.values()))
 
     def delete_asset(self, tag: str, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
