@@ -137,7 +137,9 @@ class BillingStore:
         """The manifest of ``revision`` (or a part of it: see ``Manifest.from_json``)."""
         name = manifest_asset(revision)
         data = self.releases.read_asset(self.tag, name)
-        return Manifest.from_json(data, f"{self.tag}/{name}", only, groups)
+        if only is not None or groups is not None:
+            return Manifest.from_json(data, f"{self.tag}/{name}", only, groups)
+        return _parsed_manifest(data, f"{self.tag}/{name}")
 
     def release_tag(self, release: str) -> str:
         """The tag of a segment release (``release`` as a ``PartitionRef`` names it)."""
@@ -598,6 +600,29 @@ def _policy_of(repo) -> Callable[[str], bool | None] | None:
         return None if reason is None else bool(reason.refundable)
 
     return refundable
+
+
+# whole manifests parsed in this process, by the sha256 of their bytes (at most _MANIFEST_MEMO)
+_MANIFESTS: dict[str, Manifest] = {}
+_MANIFEST_MEMO = 24
+
+
+def _parsed_manifest(data: bytes, where: str) -> Manifest:
+    """``Manifest.from_json(data)``, parsed once per process for the same bytes.
+
+    A load and each garbage collection (which reads every kept revision's
+    manifest) would otherwise parse the same manifests again and again; at a
+    long history a manifest lists thousands of chunks. Keyed by content, so
+    bytes that differ in any way are parsed (and checked) afresh.
+    """
+    key = sha256_bytes(data)
+    got = _MANIFESTS.get(key)
+    if got is None:
+        got = Manifest.from_json(data, where)
+        if len(_MANIFESTS) >= _MANIFEST_MEMO:
+            del _MANIFESTS[next(iter(_MANIFESTS))]
+        _MANIFESTS[key] = got
+    return got
 
 
 def _test_pause() -> None:
