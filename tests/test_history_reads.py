@@ -67,3 +67,16 @@ def test_scan_memo__big_chunk_scanned_once_per_process_small_chunk_every_time(st
     store.commit_with_retry(lambda s: _spend(s, WO_B))
     assert store.load().work_order_record(WO_B).of_type("SPEND")
     assert store.load().work_order_record(WO_A) == first
+
+
+def test_read_manifest__same_bytes_parsed_once_changed_bytes_checked_again(store):
+    from workmill.errors import StateError
+    from workmill.state.manifest import manifest_asset
+
+    head = store.head_revision()
+    first = store.read_manifest(head)
+    assert store.read_manifest(head) is first  # the same bytes: not parsed again
+    path = store.releases.root / store.tag / manifest_asset(head)
+    path.write_bytes(path.read_bytes().replace(b'"rows": ', b'"rows": 1', 1))  # tampered
+    with pytest.raises(StateError):
+        store.read_manifest(head)
