@@ -24,8 +24,10 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from multiprocessing.connection import Connection
 from operator import itemgetter
 from typing import NamedTuple
@@ -84,20 +86,24 @@ def _render(values: Sequence[str]) -> str:
 class _IndexDigests:
     """sha256 per (bucket, source) of index rows' text, in order, for one side."""
 
-    lines: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     digests: dict[tuple[str, str], hashlib._Hash] = field(default_factory=dict)
 
-    def flush(self) -> None:
-        for key, lines in self.lines.items():
+    def add(self, groups: list[str], source: str, lines: list[str]) -> None:
+        """``lines[i]`` belongs to bucket ``groups[i]``: a stable sort by bucket keeps
+        each bucket's lines in order, and each bucket's run is hashed in one call."""
+        pairs = sorted(zip(groups, lines, strict=True), key=_FIRST)
+        for group, run in groupby(pairs, key=_FIRST):
+            key = (group, source)
             h = self.digests.get(key)
             if h is None:
                 h = self.digests[key] = hashlib.sha256()
-            h.update(("\n".join(lines) + "\n").encode())
-        self.lines = {}
+            h.update(("\n".join(map(_SECOND, run)) + "\n").encode())
 
     def result(self) -> dict[tuple[str, str], str]:
-        self.flush()
         return {k: h.hexdigest() for k, h in self.digests.items()}
+
+
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 class _Derived:
@@ -113,42 +119,36 @@ class _Derived:
         self.redemptions: list[dict[str, str]] = []
         self.topup_refs: dict[tuple[str, str], str] = {}
 
-    def bucket(self, wo: str) -> str:
-        b = self._bucket.get(wo)
-        if b is None:
-            b = self._bucket[wo] = sys.intern(wi.bucket(wo))
-        return b
+    def buckets(self, wos: list[str]) -> list[str]:
+        """``wi.bucket`` of each work order (each distinct one hashed once)."""
+        cache = self._bucket
+        for wo in set(wos).difference(cache):
+            cache[wo] = sys.intern(wi.bucket(wo))
+        return list(map(cache.__getitem__, wos))
 
     def source_rows(
         self, table: str, header: list[str], rows: list[list[str]], plain: bool
     ) -> None:
         """Index rows these source rows give (``wi.derive``), into the wanted digests."""
         code = _SOURCE_CODE[table]
-        cols = wi.INDEXED[table]
         if table == bt.TRANSACTION_ITEMS:  # items of SPENDs, under the SPEND's work order
             at = header.index("transaction_id")
             wos = self.audit.spend_work_orders([r[at] for r in rows])
         else:
             at = header.index("work_order_id")
             wos = [r[at] for r in rows]
-        shortcut = plain and tuple(header) == cols[: len(header)]
-        pad = "," * (_WIDTH - len(header))
-        lines = self.want.lines
-        for wo, row in zip(wos, rows, strict=True):
-            if not wo:
-                continue
-            if shortcut:
-                line = f"{wo},{code},{','.join(row)}{pad}"
-            else:
-                enc = wi.encode(wo, table, dict(zip(header, row, strict=True)))
-                line = _render([wo, code, *(enc[c] for c in wi.VALUE_COLUMNS)])
-            key = (self.bucket(wo), code)
-            found = lines.get(key)
-            if found is None:
-                lines[key] = [line]
-            else:
-                found.append(line)
-        self.want.flush()
+        mine = [(wo, row) for wo, row in zip(wos, rows, strict=True) if wo]
+        if plain and tuple(header) == wi.INDEXED[table][: len(header)]:
+            pad = "," * (_WIDTH - len(header))
+            lines = [f"{wo},{code},{','.join(row)}{pad}" for wo, row in mine]
+        else:
+            lines = [self._line(table, code, header, wo, row) for wo, row in mine]
+        self.want.add(self.buckets([wo for wo, _ in mine]), code, lines)
+
+    @staticmethod
+    def _line(table: str, code: str, header: list[str], wo: str, row: list[str]) -> str:
+        enc = wi.encode(wo, table, dict(zip(header, row, strict=True)))
+        return _render([wo, code, *(enc[c] for c in wi.VALUE_COLUMNS)])
 
     def log_rows(self, header: list[str], rows: list[list[str]]) -> None:
         """Work orders whose latest log row is RUNNING (``wi.open_after``, streamed)."""
@@ -184,15 +184,9 @@ class _Derived:
             found = _INDEX_LINE.findall(part.body)
         else:
             found = [(_render(row), row[1]) for row in part.rows]
-        lines = self.have.lines
-        for line, source in found:
-            key = (group, source)
-            found = lines.get(key)
-            if found is None:
-                lines[key] = [line]
-            else:
-                found.append(line)
-        self.have.flush()
+        for source, run in groupby(sorted(found, key=_SECOND), key=_SECOND):
+            lines = list(map(_FIRST, run))
+            self.have.add([group] * len(lines), source, lines)
 
 
 class _Read(NamedTuple):
@@ -374,7 +368,8 @@ def _other_half(state: BillingState, tables: Sequence[str], parallel: bool) -> C
     """Start the non-ledger half in a forked process (when it pays); returns its result."""
     size = sum(p.bytes for name in tables for p in state.manifest.tables[name].partitions)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    if not parallel or size < PARALLEL_BYTES or cores < 2:
+    # a fork copies only this thread: with others running, a lock they hold stays held
+    if not parallel or size < PARALLEL_BYTES or cores < 2 or threading.active_count() > 1:
         return lambda: _run_part(state, Audit(), tables)
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
