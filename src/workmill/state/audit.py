@@ -20,7 +20,6 @@ import gc
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import re
 import sys
@@ -28,9 +27,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from multiprocessing.connection import Connection
 from operator import itemgetter
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from workmill import billing_tables as bt
 from workmill import clock
@@ -53,6 +51,9 @@ from workmill.state.billing_state import (
 )
 from workmill.state.manifest import PartitionRef
 from workmill.tables import parse_rows
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # ledger tables first, in the order the checks need them; every other table after
 FEED_ORDER = (
@@ -371,6 +372,8 @@ def _other_half(state: BillingState, tables: Sequence[str], parallel: bool) -> C
     # a fork copies only this thread: with others running, a lock they hold stays held
     if not parallel or size < PARALLEL_BYTES or cores < 2 or threading.active_count() > 1:
         return lambda: _run_part(state, Audit(), tables)
+    import multiprocessing  # only a large local audit forks (start-up stays lean)
+
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, state, tables), daemon=True)
