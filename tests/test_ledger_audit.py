@@ -113,7 +113,7 @@ def _forge(store: BillingStore, table: str, edit) -> None:
     def change(tables):
         ref = tables[table]
         part = ref.partitions[0]
-        data = edit(store.releases.read_asset(store.tag, part.asset))
+        data = edit(store.releases.read_asset(store.release_tag(part.release), part.asset))
         new = _put(store, f"t-r000000099-forged0-{table.removesuffix('.csv')}.csv", data)
         rows = data.count(b"\n") - 1
         parts = [p for p in ref.partitions if p.key != part.key]
