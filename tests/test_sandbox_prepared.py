@@ -110,3 +110,26 @@ def test_run__prepared_modules_that_never_run_leave_no_workspace(cli, tmp_path):
     wo3 = repo / "runtime" / T1 / "W3aaaaaa"
     assert sorted(p.name for p in wo3.iterdir() if p.is_dir()) == [".inputs", "003"]
     assert sorted(p.name for p in (wo3 / ".inputs").iterdir()) == ["003"]
+
+
+class _BrokenRepo:
+    """A repo whose module lookup fails the way no prepare anticipates."""
+
+    def module_dir(self, module_id: str) -> Path:
+        raise RuntimeError("unexpected")
+
+    def module(self, module_id: str):
+        raise RuntimeError("unexpected")
+
+
+def test_prepare_module__an_unexpected_error_prepares_nothing_and_leaves_nothing(tmp_path):
+    from types import SimpleNamespace
+
+    from workmill.orchestrator.modules import prepare_module
+
+    ctx = SimpleNamespace(runtime_dir=tmp_path / "runtime", repo=_BrokenRepo())
+    wo = SimpleNamespace(tenant_id=T1, work_order_id="W1aaaaaa")
+    mp = SimpleNamespace(module_id="001", reuse_output_type="new", unrunnable="")
+
+    assert prepare_module(ctx, wo, mp) is None  # the module's own turn reports the problem
+    assert not (tmp_path / "runtime" / T1 / "W1aaaaaa" / ".inputs" / "001").exists()

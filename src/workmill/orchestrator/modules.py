@@ -310,10 +310,11 @@ def prepare_module(ctx: RunContext, wo: WorkOrderPlan, mp: ModulePlan) -> Prepar
     of its turn (only for modules that will run their code); None when it cannot be."""
     if mp.reuse_output_type != "new" or mp.unrunnable:
         return None
-    inputs_dir = _fresh_dir(_inputs_root(ctx, wo, mp))
+    inputs_dir = _inputs_root(ctx, wo, mp)
     try:
+        _fresh_dir(inputs_dir)
         return prepare_run(_run_request(ctx, wo, mp, inputs_dir))
-    except (WorkmillError, OSError):
+    except Exception:  # never fails the run: the module's own turn meets and reports it
         shutil.rmtree(inputs_dir, ignore_errors=True)
         return None
 
