@@ -274,3 +274,20 @@ def test_manifest__a_partial_read_equals_the_whole_one(tmp_path, small, monkeypa
     with pytest.raises(StateError, match="not read from the manifest"):
         state.month_rows(bt.WORKORDERS_LOG, "2026-10")
     assert Path(store.releases.root).is_dir()
+
+
+def test_staging__segment_releases_of_the_billing_state_pass_through(tmp_path):
+    """A job that stages work-order releases never stages billing-state writes, segments
+    included: its read-only token makes them fail loudly at the remote instead."""
+    from workmill.state import LocalReleaseStore
+    from workmill.state.staging import StagingReleaseStore
+
+    remote = LocalReleaseStore(tmp_path / "remote")
+    staged = StagingReleaseStore(remote, tmp_path / "stage", keep_remote={"billing-state-v1"})
+    staged.create_tag("billing-state-v1--h3")
+    staged.create_asset("billing-state-v1--h3", "t-a.csv", b"x")
+    assert remote.read_asset("billing-state-v1--h3", "t-a.csv") == b"x"
+    assert not (tmp_path / "stage" / "billing-state-v1--h3").exists()
+    staged.create_tag("wo-ab12cd-r1aaaaaa")
+    staged.create_asset("wo-ab12cd-r1aaaaaa", "out.txt", b"y")
+    assert not remote.tag_exists("wo-ab12cd-r1aaaaaa")  # work-order releases are staged

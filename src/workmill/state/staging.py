@@ -26,6 +26,7 @@ from pathlib import Path
 
 from workmill.errors import NotFound, StateError
 from workmill.fsio import atomic_write_bytes
+from workmill.state.layout import SEGMENT_SEP
 from workmill.state.releases import AssetExists, ReleaseStore, check_asset_name
 
 MANIFEST_SUFFIX = "-manifest.json"
@@ -47,6 +48,10 @@ class StagingReleaseStore(ReleaseStore):
 
     def __repr__(self) -> str:
         return f"StagingReleaseStore({self.remote!r}, {str(self.root)!r})"
+
+    def _kept(self, tag: str) -> bool:
+        """A ``keep_remote`` tag or one of its segment releases (``state.layout``)."""
+        return tag.split(SEGMENT_SEP, 1)[0] in self.keep_remote
 
     def _dir(self, tag: str) -> Path:
         return self.root / check_asset_name(tag)
@@ -70,7 +75,7 @@ class StagingReleaseStore(ReleaseStore):
         return sorted(staged | set(self.remote.list_tags()))
 
     def create_tag(self, tag: str) -> None:
-        if tag in self.keep_remote:
+        if self._kept(tag):
             self.remote.create_tag(tag)
             return
         self._dir(tag).mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,7 @@ class StagingReleaseStore(ReleaseStore):
         return set(self.remote.list_assets(tag)) if self.remote.tag_exists(tag) else set()
 
     def list_assets(self, tag: str) -> list[str]:
-        if tag in self.keep_remote:
+        if self._kept(tag):
             return self.remote.list_assets(tag)
         d = self._dir(tag)
         if not d.is_dir() and not self.remote.tag_exists(tag):
@@ -91,12 +96,12 @@ class StagingReleaseStore(ReleaseStore):
 
     def read_asset(self, tag: str, name: str) -> bytes:
         path = self._dir(tag) / check_asset_name(name)
-        if tag not in self.keep_remote and path.is_file():
+        if not self._kept(tag) and path.is_file():
             return path.read_bytes()
         return self.remote.read_asset(tag, name)
 
     def create_asset(self, tag: str, name: str, data: bytes) -> None:
-        if tag in self.keep_remote:
+        if self._kept(tag):
             self.remote.create_asset(tag, name, data)
             return
         if name in self.list_assets(tag):
@@ -105,7 +110,7 @@ class StagingReleaseStore(ReleaseStore):
         self._log(tag, "create", name)
 
     def delete_asset(self, tag: str, name: str) -> None:
-        if tag in self.keep_remote:
+        if self._kept(tag):
             self.remote.delete_asset(tag, name)
             return
         path = self._dir(tag) / check_asset_name(name)
