@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import threading
 
 import pytest
 
-from test_runner_support import run
+from test_runner_support import request, run
+from workmill.runner import run_module
 from workmill.sandbox import SandboxUnavailable, choose_sandbox
 
 
@@ -126,3 +128,26 @@ def test_output_cap__file_stopped_at_the_cap_and_run_failed(tmp_path):
     assert "more than max_output_bytes (100000)" in r.message
     assert (r.outputs_dir / "big.bin").stat().st_size == 100_001
     assert r.manifest.files == []
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+def test_wm_cache_dir__kept_per_tenant_never_shared(tmp_path, sandbox):
+    """A module's WM_CACHE_DIR is writable: one tenant's run must not plant files there
+    that another tenant's run of the same module then finds."""
+    if sandbox == "bwrap":
+        _bwrap_or_skip()
+    script = (
+        'cat "$WM_CACHE_DIR/planted" > "$WM_OUTPUTS_DIR/out.txt" 2>/dev/null'
+        ' || echo clean > "$WM_OUTPUTS_DIR/out.txt"\n'
+        'echo "from $WM_TENANT_ID" > "$WM_CACHE_DIR/planted"\n'
+    )
+    seen = []
+    for tenant, run_id in (("TnAAAA", "Run00001"), ("TnBBBB", "Run00002"), ("TnAAAA", "Run00003")):
+        req = request(tmp_path, [{"shell": "bash", "run": script}], module_run_id=run_id)
+        req = dataclasses.replace(
+            req, tenant_id=tenant, work_order_id=f"Wo{run_id[2:]}", cache_dir=None, sandbox=sandbox
+        )
+        result = run_module(req)
+        assert result.status == "COMPLETED", result.message
+        seen.append(read_out(result).strip())
+    assert seen == ["clean", "clean", "from TnAAAA"]

@@ -5,7 +5,7 @@ Layout (see docs/schemas.md)::
     <local_cache_dir>/entries/<key>/entry.json      manifest, written last
     <local_cache_dir>/entries/<key>/files/<path>    the outputs, mode 0444
     <local_cache_dir>/tmp/                          saves in progress, trash
-    <local_cache_dir>/deps/<module_id>/             WM_CACHE_DIR (not entries)
+    <local_cache_dir>/deps/<module_id>/<tenant>/    WM_CACHE_DIR (not entries)
 
 Atomicity: a save builds the whole entry in ``tmp/`` (files fsynced, then
 ``entry.json``), and publishes it with one ``rename`` into ``entries/``. A

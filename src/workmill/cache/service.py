@@ -251,17 +251,17 @@ def store(
     return StoreResult(entry.key, entry, mutation)
 
 
-def module_deps_dir(repo: PlatformRepo, module_id: str) -> Path:
-    """``WM_CACHE_DIR``: ``<local_cache_dir>/deps/<module_id>/``, created, kept across runs.
+def module_deps_dir(repo: PlatformRepo, module_id: str, tenant_id: str) -> Path:
+    """``WM_CACHE_DIR``: ``<local_cache_dir>/deps/<module_id>/<tenant_id>/``, created, kept.
 
-    It is per machine and per module (shared by every tenant's runs of that
-    module: it is for the module's own dependencies, never for tenant data),
-    and not governed by the index or prune.
+    Per machine, module and tenant: it is writable inside the sandbox, so a
+    folder shared by two tenants' runs would let one tenant's run plant files
+    the other's run then trusts. Not governed by the index or prune.
     """
-    msg = ids.check(ids.IdKind.MODULE, module_id)
+    msg = ids.check(ids.IdKind.MODULE, module_id) or ids.check(ids.IdKind.TENANT, tenant_id)
     if msg:
         raise CacheError(msg)
-    path = repo.local_cache_dir / DEPS / module_id
+    path = repo.local_cache_dir / DEPS / module_id / tenant_id
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -87,7 +87,7 @@ class ModuleRunRequest:
     runtime_dir: Path
     catalog: ReasonCatalog
     inputs_dir: Path | None = None  # $WM_INPUTS_DIR, <dep_module_id>/<file> filled by the caller
-    cache_dir: Path | None = None  # $WM_CACHE_DIR; default <runtime_dir>/.deps/<module_id>
+    cache_dir: Path | None = None  # $WM_CACHE_DIR; default <runtime_dir>/.deps/<module_id>/<tenant>
     mode: Mode = "run"
     timeout_seconds: float | None = None  # default: module.timeout_minutes * 60
     cancel: threading.Event | None = None
@@ -117,8 +117,9 @@ class ModuleRunRequest:
         **kw: Any,
     ) -> ModuleRunRequest:
         """A request for ``modules/<module_id>`` of ``repo``; WM_CACHE_DIR defaults to
-        ``<local_cache_dir>/deps/<module_id>``, sandbox and output cap to workmill.yml."""
-        kw.setdefault("cache_dir", repo.local_cache_dir / "deps" / module_id)
+        ``<local_cache_dir>/deps/<module_id>/<tenant_id>`` (never shared between tenants:
+        docs/reference.md "Sandbox"), sandbox and output cap to workmill.yml."""
+        kw.setdefault("cache_dir", repo.local_cache_dir / "deps" / module_id / tenant_id)
         kw.setdefault("sandbox", sandbox_setting(repo.config.sandbox))
         kw.setdefault("max_output_bytes", repo.config.max_output_bytes)
         return cls(
@@ -329,7 +330,7 @@ def _run_dirs(req: ModuleRunRequest, ws: Workspace) -> tuple[Path, Path]:
     """(WM_INPUTS_DIR, WM_CACHE_DIR), made if missing."""
     inputs_dir = req.inputs_dir or ws.inputs
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / req.module.module_id)
+    cache_dir = req.cache_dir or (req.runtime_dir / ".deps" / req.module.module_id / req.tenant_id)
     cache_dir.mkdir(parents=True, exist_ok=True)
     return inputs_dir, cache_dir
 
