@@ -256,12 +256,14 @@ def test_retention_days_for__override_wins():
     assert retention_days_for(module, 7) == 7
 
 
-def test_module_deps_dir__is_persistent_per_module(tmp_path):
+def test_module_deps_dir__is_persistent_per_module_and_tenant(tmp_path):
     (tmp_path / "workmill.yml").write_text("local_cache_dir: mycache\n")
     repo = PlatformRepo.open(tmp_path)
-    d = module_deps_dir(repo, "001")
-    assert d == tmp_path / "mycache" / "deps" / "001" and d.is_dir()
+    d = module_deps_dir(repo, "001", "Tn0001")
+    assert d == tmp_path / "mycache" / "deps" / "001" / "Tn0001" and d.is_dir()
     (d / "model.bin").write_text("weights")
-    assert (module_deps_dir(repo, "001") / "model.bin").read_text() == "weights"
-    with pytest.raises(CacheError):
-        module_deps_dir(repo, "../x")
+    assert (module_deps_dir(repo, "001", "Tn0001") / "model.bin").read_text() == "weights"
+    assert not (module_deps_dir(repo, "001", "Tn0002") / "model.bin").exists()
+    for module_id, tenant_id in (("../x", "Tn0001"), ("001", "../Tn01"), ("001", "")):
+        with pytest.raises(CacheError):
+            module_deps_dir(repo, module_id, tenant_id)

@@ -109,7 +109,7 @@ def check_200_children_and_a_daemon_gone_when_the_module_ends(world):
     left = processes_with(str(marker_secs(world["root"])))
     kill_leftovers(str(marker_secs(world["root"])))
     assert left == []
-    heartbeat = world["root"] / ".workmill" / "cache" / "deps" / "103" / "heartbeat"
+    heartbeat = world["root"] / ".workmill" / "cache" / "deps" / "103" / T3 / "heartbeat"
     assert heartbeat.exists()
     assert not still_growing(heartbeat)
 
@@ -174,7 +174,7 @@ def test_sigkill_of_workmill_alone__module_processes_die_and_resume_is_clean(tmp
     root = hostile_repo(tmp_path / "repo", mode, ["106"])
     secs = marker_secs(root)
     add_work_order(root, "Lg000001", "106", {"secs": secs})
-    heartbeat = root / ".workmill" / "cache" / "deps" / "106" / "heartbeat"
+    heartbeat = root / ".workmill" / "cache" / "deps" / "106" / T3 / "heartbeat"
     try:
         _kill_alone_then_resume(root, tmp_path, secs, heartbeat)
     finally:
