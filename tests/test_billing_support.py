@@ -47,6 +47,13 @@ def bootstrapped_store(root: Path) -> BillingStore:
     return store
 
 
+def seeded_store(root: Path) -> BillingStore:
+    """``bootstrapped_store(root)`` whose TENANT has topped up 5,000 credits (reference "seed")."""
+    store = bootstrapped_store(root)
+    store.commit_with_retry(lambda st: st.topup(TENANT, "AD", 5000, "seed"))
+    return store
+
+
 def store_snapshot(root: Path) -> dict[str, bytes]:
     """Every file of the local store (name -> bytes), to prove a command changed nothing."""
     releases = root / ".workmill" / "releases"

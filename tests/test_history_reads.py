@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_billing_support import TENANT, bootstrapped_store
+from test_billing_support import TENANT, seeded_store
 from workmill.ledger import OrderLine
 from workmill.state import BillingStore
 from workmill.state import billing_state as bs
@@ -15,8 +15,7 @@ WO_A, WO_B = "Qw3Er5Ty", "As4Df6Gh"
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> BillingStore:
     monkeypatch.setenv("WORKMILL_NOW", "2026-11-23T12:00:00Z")
-    s = bootstrapped_store(tmp_path / "repo")
-    s.commit_with_retry(lambda st_: st_.topup(TENANT, "AD", 5000, "seed"))
+    s = seeded_store(tmp_path / "repo")
     return s
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_billing_support import TENANT, bootstrapped_store
+from test_billing_support import TENANT, seeded_store
 from test_ledger_checks import AT, BROKEN, REFUNDABLE, _tables, sound
 from test_state_workorder_index import WO_A, WO_B, _put, _republish, _spend
 from workmill import billing_tables as bt
@@ -100,8 +100,7 @@ def test_verify__a_tampered_partition_is_reported_and_nothing_else(tmp_path, mon
 def spent(tmp_path, monkeypatch) -> BillingStore:
     """A real store: a top-up with a reference, then one charged work order."""
     monkeypatch.setenv("WORKMILL_NOW", AT)
-    s = bootstrapped_store(tmp_path / "repo")
-    s.commit_with_retry(lambda st_: st_.topup(TENANT, "AD", 5000, "seed"))
+    s = seeded_store(tmp_path / "repo")
     _spend(s, WO_A)
     return s
 

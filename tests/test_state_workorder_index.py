@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_billing_support import OTHER, TENANT, bootstrapped_store
+from test_billing_support import OTHER, TENANT, seeded_store
 from workmill import billing_tables as bt
 from workmill.errors import StateError
 from workmill.fsio import sha256_bytes
@@ -24,8 +24,7 @@ WO_A, WO_B, WO_C = "Qw3Er5Ty", "As4Df6Gh", "Zx7Cv8Bn"
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> BillingStore:
     monkeypatch.setenv("WORKMILL_NOW", "2026-11-23T12:00:00Z")
-    s = bootstrapped_store(tmp_path / "repo")
-    s.commit_with_retry(lambda st_: st_.topup(TENANT, "AD", 5000, "seed"))
+    s = seeded_store(tmp_path / "repo")
     return s
 
 
